@@ -1,0 +1,5 @@
+import sys
+
+from refine_perception.cli.main import main
+
+sys.exit(main())

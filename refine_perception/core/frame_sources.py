@@ -1,0 +1,119 @@
+"""Frame sources for the camera source node: a video file, a folder (or glob) of images.
+
+A source yields BGR uint8 frames and knows its nominal rate and camera intrinsics when it has them, so
+the node that publishes it stays a thin shell.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
+
+
+class SourceError(RuntimeError):
+    """A frame source cannot be opened or read; the message names the path and the reason."""
+
+
+@dataclass
+class Frame:
+    index: int
+    image: np.ndarray
+    # Camera intrinsics when the source knows them (3×3); None lets the node fall back to a default.
+    camera_matrix: np.ndarray | None = None
+    # Ground truth or metadata that travels with the frame (synthetic sources), never published as-is.
+    extras: dict[str, object] = field(default_factory=dict)
+
+
+class FrameSource(Protocol):
+    name: str
+    fps: float  # nominal rate; 0 when unknown
+
+    def __len__(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Frame]: ...
+
+
+class FolderSource:
+    """Images of a folder in name order, or the files matched by a glob pattern."""
+
+    def __init__(self, spec: str, fps: float = 10.0) -> None:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        else:
+            files = sorted(Path(p) for p in glob.glob(spec) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise SourceError(f"{spec}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+        self.files = files
+        self.name = spec
+        self.fps = fps
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, file in enumerate(self.files):
+            image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if image is None:
+                raise SourceError(f"{file}: not a readable image")
+            yield Frame(index, image)
+
+
+class VideoSource:
+    """Frames of a video file, decoded by OpenCV's bundled FFmpeg."""
+
+    def __init__(self, path: str) -> None:
+        if not os.path.isfile(path):
+            raise SourceError(f"{path}: no such video file")
+        capture = cv2.VideoCapture(path)
+        if not capture.isOpened():
+            raise SourceError(f"{path}: OpenCV cannot open this video")
+        self.name = path
+        self.fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
+        self._count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        capture.release()
+        self._path = path
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[Frame]:
+        capture = cv2.VideoCapture(self._path)
+        try:
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield Frame(index, image)
+                index += 1
+        finally:
+            capture.release()
+
+
+def open_source(spec: str, fps: float = 10.0) -> FrameSource:
+    """Open a video file, an image folder or a glob. `fps` is the nominal rate of image folders."""
+    if not spec:
+        raise SourceError("no source given")
+    path = Path(spec)
+    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
+        return VideoSource(spec)
+    if path.is_file():
+        raise SourceError(f"{spec}: not a video file ({', '.join(VIDEO_SUFFIXES)}); give its folder for images")
+    return FolderSource(spec, fps)
+
+
+def default_camera_matrix(width: int, height: int, hfov_deg: float) -> np.ndarray:
+    """Pinhole intrinsics for a horizontal field of view, principal point at the image centre."""
+    focal = 0.5 * width / np.tan(np.radians(hfov_deg) / 2)
+    return np.array([[focal, 0.0, width / 2], [0.0, focal, height / 2], [0.0, 0.0, 1.0]])

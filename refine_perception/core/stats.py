@@ -1,0 +1,90 @@
+"""Running statistics for nodes and benchmarks: input rate, latency percentiles, drop counters.
+
+Kept ROS-free so the same figures come out of a node's /diagnostics, the in-process graph runner and
+the offline benchmarks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class RateMeter:
+    """Events per second over a sliding time window (robust to bursts, unlike 1/last-interval)."""
+
+    def __init__(self, window_s: float = 5.0) -> None:
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, t: float) -> None:
+        self._times.append(t)
+        while self._times and t - self._times[0] > self.window_s:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        span = max(now - self._times[0], self._times[-1] - self._times[0])
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+
+class LatencyWindow:
+    """The last `size` latencies in seconds; percentiles on demand (bounded memory over long runs)."""
+
+    def __init__(self, size: int = 1000) -> None:
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, seconds: float) -> None:
+        self._values.append(seconds)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def summary_ms(self) -> dict[str, float]:
+        """mean / p50 / p95 / max in milliseconds; empty dict before the first sample."""
+        if not self._values:
+            return {}
+        values = np.fromiter(self._values, float, len(self._values)) * 1e3
+        p50, p95 = np.percentile(values, [50, 95])
+        return {"mean": float(values.mean()), "p50": float(p50), "p95": float(p95), "max": float(values.max())}
+
+
+@dataclass
+class FrameCounters:
+    """What happened to every input frame: processed, or dropped for a named reason.
+
+    Thread-safe because a node's subscription callback and its worker thread both count.
+    """
+
+    received: int = 0
+    processed: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def count_received(self) -> None:
+        with self._lock:
+            self.received += 1
+
+    def count_processed(self) -> None:
+        with self._lock:
+            self.processed += 1
+
+    def count_dropped(self, reason: str) -> None:
+        with self._lock:
+            self.dropped[reason] += 1
+
+    @property
+    def dropped_total(self) -> int:
+        return sum(self.dropped.values())
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            out = {"received": self.received, "processed": self.processed, "dropped": sum(self.dropped.values())}
+            out.update({f"dropped_{reason}": n for reason, n in sorted(self.dropped.items())})
+        return out

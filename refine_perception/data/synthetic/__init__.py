@@ -1,0 +1,1 @@
+"""Synthetic scenes rendered from 3D models, deterministic for a seed."""

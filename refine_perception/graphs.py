@@ -1,0 +1,227 @@
+"""The node graphs we ship, described once.
+
+`launch/*.launch.py` turn a graph into ROS 2 launch actions (for users with a ROS install) and
+`refine-perception launch` runs the same graph in one process (for machines without ros2 launch). Both
+go through `plan()` below with the same params files from config/, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PACKAGE = "refine_perception"
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A launch argument, `name:=value` on either command line. For an argument that sets a node
+    parameter, the empty default means: keep the value of the node's params file."""
+
+    name: str
+    default: str
+    description: str
+    choices: tuple[str, ...] = ()
+    kind: type = str  # type of the node parameter it sets
+
+    def parse(self, text: str) -> Any:
+        if self.kind is bool:
+            if text not in ("true", "false"):
+                raise GraphError(f"{self.name}:={text!r} must be true or false")
+            return text == "true"
+        try:
+            return self.kind(text)
+        except ValueError:
+            raise GraphError(f"{self.name}:={text!r} is not a valid {self.kind.__name__}") from None
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One node of a graph. Remappings and parameters may take their value from a launch argument."""
+
+    executable: str  # console script of this package, also what launch_ros runs
+    name: str
+    params_file: str  # file name in config/
+    remappings: tuple[tuple[str, str], ...] = ()
+    parameters: tuple[tuple[str, Arg], ...] = ()
+
+    @property
+    def params_arg(self) -> Arg:
+        return Arg(f"{self.name}_params_file", "", f"Params file of {self.name} (empty: config/{self.params_file})")
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    description: str
+    nodes: tuple[NodeSpec, ...]
+    args: tuple[Arg, ...] = ()
+
+    @property
+    def all_args(self) -> tuple[Arg, ...]:
+        return (*self.args, *COMMON_ARGS, *(node.params_arg for node in self.nodes))
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """One node to start, everything resolved to plain values."""
+
+    executable: str
+    name: str
+    namespace: str
+    params_file: Path
+    overrides: dict[str, Any]
+    remappings: tuple[tuple[str, str], ...]
+    log_level: str
+
+    def ros_args(self) -> list[str]:
+        """The same node as command-line ROS arguments (what launch_ros passes to the executable)."""
+        args = ["--ros-args", "-r", f"__node:={self.name}", "--params-file", str(self.params_file)]
+        if self.namespace:
+            args += ["-r", f"__ns:={_absolute(self.namespace)}"]
+        for key, value in self.overrides.items():
+            args += ["-p", f"{key}:={_yaml_text(value)}"]
+        for src, dst in self.remappings:
+            args += ["-r", f"{src}:={dst}"]
+        return args + ["--log-level", self.log_level]
+
+
+COMMON_ARGS = (
+    Arg("namespace", "", "Namespace of every node of the graph"),
+    Arg("use_sim_time", "false", "Take time from /clock (bag replay)", ("true", "false")),
+    Arg("log_level", "info", "Log level of every node", ("debug", "info", "warn", "error")),
+)
+
+SOURCE = Arg("source", "", "Video file, image folder or glob for the camera (empty: params file)")
+RATE = Arg("rate_hz", "", "Camera rate in Hz, 0 = lock-step with the consumer (empty: params file)", kind=float)
+FRAMES = Arg("max_frames", "", "Stop the camera after this many frames, 0 = no limit (empty: params file)", kind=int)
+TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: params file)", ("", "raw", "compressed"))
+
+CAMERA_REMAPS = (
+    ("image_raw", "camera/image_raw"),
+    ("image_raw/compressed", "camera/image_raw/compressed"),
+    ("camera_info", "camera/camera_info"),
+)
+
+GRAPHS: dict[str, Graph] = {
+    graph.name: graph
+    for graph in (
+        Graph(
+            "camera",
+            "A camera source, an image converter decoding its frames, and a monitor printing what flows",
+            nodes=(
+                NodeSpec(
+                    "camera_source",
+                    "camera_source",
+                    "camera_source.yaml",
+                    remappings=CAMERA_REMAPS,
+                    parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES), ("transport", TRANSPORT)),
+                ),
+                NodeSpec(
+                    "image_converter",
+                    "image_converter",
+                    "image_converter.yaml",
+                    remappings=(*CAMERA_REMAPS, ("image", "camera/image")),
+                    parameters=(("transport", TRANSPORT),),
+                ),
+                NodeSpec("topic_monitor", "topic_monitor", "topic_monitor.yaml"),
+            ),
+            args=(SOURCE, RATE, FRAMES, TRANSPORT),
+        ),
+    )
+}
+
+
+class GraphError(ValueError):
+    """An unknown graph or argument, or an argument value that is not allowed."""
+
+
+def plan(graph_name: str, values: dict[str, str], config_dir: str | Path) -> list[NodePlan]:
+    """Resolve a graph with `name:=value` launch arguments into the nodes to start."""
+    if graph_name not in GRAPHS:
+        raise GraphError(f"unknown graph {graph_name!r}; available: {', '.join(GRAPHS)}")
+    graph = GRAPHS[graph_name]
+    known = {arg.name: arg for arg in graph.all_args}
+    for name, value in values.items():
+        if name not in known:
+            raise GraphError(f"graph {graph_name} has no argument {name!r}; it has: {', '.join(known)}")
+        if known[name].choices and value not in known[name].choices:
+            raise GraphError(f"{name}:={value!r} is not one of {', '.join(known[name].choices)}")
+    resolved = {name: values.get(name, arg.default) for name, arg in known.items()}
+    plans = []
+    for node in graph.nodes:
+        overrides: dict[str, Any] = {"use_sim_time": resolved["use_sim_time"] == "true"}
+        for param, arg in node.parameters:
+            if resolved[arg.name] != "":
+                overrides[param] = arg.parse(resolved[arg.name])
+        plans.append(
+            NodePlan(
+                executable=node.executable,
+                name=node.name,
+                namespace=resolved["namespace"],
+                params_file=Path(resolved[node.params_arg.name] or Path(config_dir) / node.params_file),
+                overrides=overrides,
+                remappings=node.remappings,
+                log_level=resolved["log_level"],
+            )
+        )
+    return plans
+
+
+def node_parameters(params_file: str | Path, node_name: str) -> dict[str, Any]:
+    """The parameters a ROS params file gives a node: `/**` entries, then entries keyed by its name."""
+    with open(params_file) as stream:
+        doc = yaml.safe_load(stream) or {}
+    values: dict[str, Any] = {}
+    for key in ("/**", f"/**/{node_name}", node_name, f"/{node_name}"):
+        values.update((doc.get(key) or {}).get("ros__parameters", {}))
+    return values
+
+
+def _absolute(namespace: str) -> str:
+    return namespace if namespace.startswith("/") else "/" + namespace
+
+
+def _yaml_text(value: Any) -> str:
+    if isinstance(value, str):
+        return yaml.safe_dump(value, default_style='"').strip()
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+
+
+def launch_description(graph_name: str) -> Any:
+    """The ROS 2 launch description of a graph (launch and launch_ros come with a ROS install)."""
+    import os
+
+    from ament_index_python.packages import get_package_share_directory
+    from launch import LaunchDescription
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch_ros.actions import Node
+
+    graph = GRAPHS[graph_name]
+    config_dir = os.path.join(get_package_share_directory(PACKAGE), "config")
+
+    def nodes(context: Any) -> list[Any]:
+        values = {arg.name: context.launch_configurations[arg.name] for arg in graph.all_args}
+        return [
+            Node(
+                package=PACKAGE,
+                executable=node.executable,
+                name=node.name,
+                namespace=node.namespace,
+                parameters=[str(node.params_file), node.overrides],
+                remappings=list(node.remappings),
+                arguments=["--ros-args", "--log-level", node.log_level],
+                output="screen",
+                emulate_tty=True,
+            )
+            for node in plan(graph_name, values, config_dir)
+        ]
+
+    declared = [
+        DeclareLaunchArgument(a.name, default_value=a.default, description=a.description, choices=list(a.choices) or None)
+        for a in graph.all_args
+    ]
+    return LaunchDescription([*declared, OpaqueFunction(function=nodes)])

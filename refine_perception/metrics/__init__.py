@@ -1,0 +1,1 @@
+"""Metrics computed exactly as the official evaluators compute them."""

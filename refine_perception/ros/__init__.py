@@ -1,0 +1,1 @@
+"""Thin rclpy layer: message conversions, the node base class and the nodes."""

@@ -1,0 +1,284 @@
+"""What every refine_perception node shares: typed parameters, QoS from parameters, diagnostics,
+frame handling that drops stale frames instead of queueing them, and a clean shutdown.
+
+A node lists its parameters once, as `Param` entries; they are declared with descriptors (ranges,
+choices, read-only) so `ros2 param describe` documents them, and `config/<node>.yaml` must hold the same
+defaults (a test checks it).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any, ClassVar
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+from refine_perception.core.image_codec import ImageFormatError
+from refine_perception.core.stats import FrameCounters, LatencyWindow, RateMeter
+
+ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
+
+QOS_CHOICES = ("sensor_data", "reliable", "system_default")
+_OK, _WARN = 0, 1  # DiagnosticStatus levels (the message constants are bytes)
+
+
+@dataclass(frozen=True)
+class Param:
+    """One node parameter: its default (which fixes its type), meaning, and allowed values."""
+
+    name: str
+    default: ParamValue
+    description: str
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] = ()
+    read_only: bool = False
+
+    def descriptor(self) -> ParameterDescriptor:
+        desc = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
+        desc.type = Parameter.Type.from_parameter_value(self.default).value
+        if self.choices:
+            desc.additional_constraints = "one of: " + ", ".join(self.choices)
+        if self.min is not None or self.max is not None:
+            lo = self.min if self.min is not None else -1e300
+            hi = self.max if self.max is not None else 1e300
+            if isinstance(self.default, bool):
+                raise TypeError(f"parameter {self.name}: a range makes no sense for a bool")
+            if isinstance(self.default, int):
+                desc.integer_range = [IntegerRange(from_value=int(max(lo, -(2**63))), to_value=int(min(hi, 2**63 - 1)))]
+            else:
+                desc.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
+        return desc
+
+    def check(self, value: Any) -> str | None:
+        """Why `value` is not allowed, or None. (rclpy enforces ranges itself; choices are ours.)"""
+        if self.choices and value not in self.choices:
+            return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
+        return None
+
+
+def qos_from_name(name: str, depth: int) -> QoSProfile:
+    """QoS for an input topic. sensor_data (best effort) is REP-2003's choice for camera subscribers and
+    matches both reliable and best-effort publishers; depth 1 keeps latency bounded under overload."""
+    if name == "sensor_data":
+        profile = QoSProfile(depth=depth)
+        profile.reliability = qos_profile_sensor_data.reliability
+        profile.durability = qos_profile_sensor_data.durability
+        profile.history = HistoryPolicy.KEEP_LAST
+        return profile
+    if name == "reliable":
+        return QoSProfile(
+            depth=depth,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.VOLATILE,
+            history=HistoryPolicy.KEEP_LAST,
+        )
+    if name == "system_default":
+        return QoSProfile(depth=depth)
+    raise ValueError(f"unknown QoS profile {name!r}; expected one of {', '.join(QOS_CHOICES)}")
+
+
+INPUT_PARAMS = (
+    Param("input_qos", "sensor_data", "QoS of the input subscriptions", choices=QOS_CHOICES, read_only=True),
+    Param(
+        "input_depth",
+        1,
+        "Queue depth of the input subscriptions; 1 drops stale frames instead of queueing them",
+        min=1,
+        max=100,
+        read_only=True,
+    ),
+)
+COMMON_PARAMS = (
+    Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status", min=0.1, max=60.0, read_only=True),
+)
+
+
+class PerceptionNode(Node):
+    """Base class: declares `PARAMS`, publishes /diagnostics, runs frame handlers off the executor."""
+
+    PARAMS: ClassVar[tuple[Param, ...]] = ()
+    TASK: ClassVar[str] = ""
+    DEFAULT_NAME: ClassVar[str] = ""
+
+    def __init__(self, node_name: str, **kwargs: Any) -> None:
+        super().__init__(node_name, **kwargs)
+        self._param_specs = {p.name: p for p in (*COMMON_PARAMS, *self.PARAMS)}
+        self.params = SimpleNamespace()
+        for spec in self._param_specs.values():
+            value = self.declare_parameter(spec.name, spec.default, spec.descriptor()).value
+            problem = spec.check(value)
+            if problem:
+                raise ValueError(f"{self.get_name()}: {problem}")
+            setattr(self.params, spec.name, value)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.counters = FrameCounters()
+        self.input_rate = RateMeter()
+        self.latency = LatencyWindow()
+        self.backend = ""
+        self._workers: list[_LatestFrameWorker] = []
+        self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self.publish_diagnostics)
+
+    # --- parameters -------------------------------------------------------------------------------
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        for param in params:
+            spec = self._param_specs.get(param.name)
+            problem = spec.check(param.value) if spec else None
+            if problem:
+                return SetParametersResult(successful=False, reason=problem)
+        for param in params:
+            if param.name in self._param_specs:
+                setattr(self.params, param.name, param.value)
+        return SetParametersResult(successful=True)
+
+    def input_qos(self) -> QoSProfile:
+        return qos_from_name(self.params.input_qos, self.params.input_depth)
+
+    # --- frames ------------------------------------------------------------------------------------
+
+    def subscribe_frames(self, msg_type: type, topic: str, handler: Callable[[Any], None]) -> None:
+        """Subscribe `handler` to `topic`. The subscription callback only keeps the newest message; a
+        worker thread runs the handler, so a slow handler drops (and counts) stale frames instead of
+        building a backlog, and a bad frame is logged and counted instead of stopping the node."""
+        worker = _LatestFrameWorker(self, handler, topic)
+        self._workers.append(worker)
+        self.create_subscription(msg_type, topic, worker.offer, self.input_qos())
+
+    def frame_failed(self, topic: str, error: BaseException) -> None:
+        """Count and log a frame the handler could not process; the node goes on with the next one."""
+        if isinstance(error, ImageFormatError):
+            self.counters.count_dropped("malformed")
+            self.get_logger().warning(f"dropped malformed frame on {topic}: {error}", throttle_duration_sec=1.0)
+        else:
+            self.counters.count_dropped("error")
+            self.get_logger().error(
+                f"failed on a frame from {topic}: {error!r}\n{''.join(traceback.format_exception(error))}",
+                throttle_duration_sec=1.0,
+            )
+
+    # --- diagnostics -------------------------------------------------------------------------------
+
+    def diagnostic_values(self) -> dict[str, str]:
+        """Extra key/values for /diagnostics; subclasses add theirs."""
+        return {}
+
+    def status_summary(self) -> tuple[int, str, dict[str, str]]:
+        now = time.monotonic()
+        rate = self.input_rate.rate(now)
+        latency = self.latency.summary_ms()
+        counts = self.counters.as_dict()
+        values = {"input_rate_hz": f"{rate:.2f}", **{k: str(v) for k, v in counts.items()}}
+        values.update({f"latency_{k}_ms": f"{v:.2f}" for k, v in latency.items()})
+        if self.backend:
+            values["backend"] = self.backend
+        values.update(self.diagnostic_values())
+        level = _OK
+        message = f"{rate:.1f} Hz in"
+        if latency:
+            message += f", latency p95 {latency['p95']:.1f} ms"
+        if counts["dropped"]:
+            message += f", {counts['dropped']} dropped"
+        failures = counts.get("dropped_malformed", 0) + counts.get("dropped_error", 0)
+        if failures:
+            level = _WARN
+        return level, message, values
+
+    def publish_diagnostics(self) -> None:
+        level, message, values = self.status_summary()
+        status = DiagnosticStatus(
+            level=bytes([level]),
+            name=f"{self.get_fully_qualified_name()}: {self.TASK or type(self).__name__}",
+            message=message,
+            hardware_id=self.get_fully_qualified_name(),
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._diag_pub.publish(msg)
+
+    # --- lifetime ----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop worker threads and destroy the node; safe to call twice."""
+        for worker in self._workers:
+            worker.stop()
+        self._workers.clear()
+        self.destroy_node()
+
+
+class _LatestFrameWorker:
+    """A one-slot mailbox plus a thread: offer() replaces an unprocessed message (counted as dropped)."""
+
+    def __init__(self, node: PerceptionNode, handler: Callable[[Any], None], topic: str) -> None:
+        self._node = node
+        self._handler = handler
+        self._topic = topic
+        self._slot: tuple[Any, float] | None = None
+        self._cond = threading.Condition()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name=f"frames:{topic}", daemon=True)
+        self._thread.start()
+
+    def offer(self, msg: Any) -> None:
+        now = time.monotonic()
+        self._node.counters.count_received()
+        self._node.input_rate.tick(now)
+        with self._cond:
+            if self._slot is not None:
+                self._node.counters.count_dropped("stale")
+            self._slot = (msg, time.perf_counter())
+            self._cond.notify()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while self._running and self._slot is None:
+                    self._cond.wait()
+                if not self._running:
+                    return
+                msg, received_at = self._slot
+                self._slot = None
+            try:
+                self._handler(msg)
+            except Exception as error:  # noqa: BLE001 - a bad frame must never stop the node
+                self._node.frame_failed(self._topic, error)
+                continue
+            self._node.counters.count_processed()
+            self._node.latency.add(time.perf_counter() - received_at)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._running = False
+            self._cond.notify()
+        self._thread.join(timeout=5.0)
+
+
+def node_main(node_class: type[PerceptionNode], args: list[str] | None = None) -> int:
+    """Entry point of a node executable: ROS arguments come from the command line, as launch_ros gives them."""
+    from refine_perception.ros.graph_runner import run_nodes
+
+    run_nodes([(node_class, None)], args=args)
+    return 0

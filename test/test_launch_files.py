@@ -1,0 +1,123 @@
+"""Launch files and params files, checked statically (ROS 2's launch system is not installable here),
+plus the in-process stand-in resolving the same graphs. Where launch_ros is importable, the launch
+description itself is built too."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from refine_perception.graphs import GRAPHS, GraphError, node_parameters, plan
+from refine_perception.ros.graph_runner import NODE_CLASSES, node_class
+from refine_perception.ros.node_base import COMMON_PARAMS
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+
+
+def console_scripts() -> dict[str, str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values):
+                if isinstance(key, ast.Constant) and key.value == "console_scripts":
+                    entries = [ast.literal_eval(item) for item in value.elts]
+                    return dict(re.split(r"\s*=\s*", entry, maxsplit=1) for entry in entries)
+    raise AssertionError("setup.py has no console_scripts")
+
+
+def launched_graph(path: Path) -> str:
+    """The graph a launch file hands to launch_description()."""
+    calls = [
+        n for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "launch_description"
+    ]
+    assert len(calls) == 1, f"{path.name} must call launch_description(<graph>) once"
+    return ast.literal_eval(calls[0].args[0])
+
+
+def test_every_graph_has_a_launch_file():
+    assert {launched_graph(p) for p in LAUNCH_FILES} == set(GRAPHS)
+    for path in LAUNCH_FILES:
+        assert path.name == f"{launched_graph(path)}.launch.py"
+        assert "def generate_launch_description" in path.read_text()
+
+
+@pytest.mark.parametrize("graph", sorted(GRAPHS))
+def test_graph_nodes_are_installed_executables_with_valid_params_files(graph):
+    scripts = console_scripts()
+    for spec in GRAPHS[graph].nodes:
+        assert spec.executable in scripts, f"{spec.executable} is not a console script in setup.py"
+        module, cls_name = NODE_CLASSES[spec.executable].split(":")
+        assert scripts[spec.executable] == f"{module}:main"
+        params_file = ROOT / "config" / spec.params_file
+        doc = yaml.safe_load(params_file.read_text())
+        assert list(doc) == [f"/**/{spec.name}"], f"{params_file.name}: key it by node name"
+        declared = {p.name: p for p in (*COMMON_PARAMS, *node_class(spec.executable).PARAMS)}
+        values = node_parameters(params_file, spec.name)
+        # Same defaults in code and config: a user reading either sees what the node does.
+        assert values.keys() == declared.keys(), f"{params_file.name} and {spec.executable} declare different params"
+        for name, value in values.items():
+            assert type(value) is type(declared[name].default), f"{params_file.name}: {name} has the wrong type"
+            assert value == declared[name].default, f"{params_file.name}: {name}={value!r}, code says {declared[name].default!r}"
+        for param, arg in spec.parameters:
+            assert param in declared, f"graph {graph} sets unknown parameter {param} of {spec.name}"
+            assert isinstance(declared[param].default, arg.kind)
+
+
+def test_input_qos_defaults_to_sensor_data_depth_1():
+    converter = node_class("image_converter")
+    params = {p.name: p.default for p in converter.PARAMS}
+    assert params["input_qos"] == "sensor_data" and params["input_depth"] == 1
+
+
+def test_plan_resolves_arguments_like_ros2_launch(tmp_path):
+    config = ROOT / "config"
+    plans = plan("camera", {"rate_hz": "5", "namespace": "car1", "use_sim_time": "true"}, config)
+    camera = next(p for p in plans if p.name == "camera_source")
+    assert camera.overrides == {"use_sim_time": True, "rate_hz": 5.0}
+    assert camera.params_file == config / "camera_source.yaml"
+    args = camera.ros_args()
+    assert args[:3] == ["--ros-args", "-r", "__node:=camera_source"]
+    assert "__ns:=/car1" in args and "rate_hz:=5.0" in args and "use_sim_time:=true" in args
+    assert ("image_raw", "camera/image_raw") in camera.remappings
+    custom = tmp_path / "mine.yaml"
+    custom.write_text("/**/camera_source:\n  ros__parameters:\n    rate_hz: 3.0\n")
+    plans = plan("camera", {"camera_source_params_file": str(custom)}, config)
+    assert plans[0].params_file == custom and "rate_hz" not in plans[0].overrides
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"nope": "1"}, "has no argument 'nope'"),
+        ({"transport": "carrier-pigeon"}, "is not one of"),
+        ({"rate_hz": "fast"}, "is not a valid float"),
+        ({"use_sim_time": "yes"}, "is not one of"),
+    ],
+)
+def test_plan_rejects_bad_arguments(values, message):
+    with pytest.raises(GraphError, match=message):
+        plan("camera", values, ROOT / "config")
+    with pytest.raises(GraphError, match="unknown graph"):
+        plan("no_such_graph", {}, ROOT / "config")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros needs a ROS 2 install")
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_description_builds(path):
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument
+
+    spec = importlib.util.spec_from_file_location("launch_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    declared = {a.name for a in description.entities if isinstance(a, DeclareLaunchArgument)}
+    assert declared == {a.name for a in GRAPHS[launched_graph(path)].all_args}
+    assert LaunchContext() is not None
