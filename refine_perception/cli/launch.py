@@ -51,11 +51,11 @@ def parse_assignments(items: list[str]) -> dict[str, str]:
 def run_launch(args: argparse.Namespace) -> int:
     if not args.graph or args.show_args:
         return _describe(args.graph)
-    from refine_perception.ros.graph_runner import run_graph
+    from refine_perception.ros.graph_runner import NodeStartError, run_graph
 
     try:
         nodes = run_graph(args.graph, parse_assignments(args.arguments), duration_s=args.duration)
-    except GraphError as error:
+    except (GraphError, NodeStartError) as error:
         raise CliError(str(error)) from None
     figures = final_figures(nodes)
     print(json.dumps(figures, indent=2) if args.json else format_figures(figures))
@@ -80,7 +80,7 @@ def _describe(graph_name: str | None) -> int:
 def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from refine_perception.ros.graph_runner import run_graph
+    from refine_perception.ros.graph_runner import NodeStartError, run_graph
 
     values = {"max_frames": str(args.frames), "rate_hz": str(args.rate)}
     if args.source:
@@ -101,7 +101,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     try:
         nodes = run_graph("camera", values, until=done)
-    except GraphError as error:
+    except (GraphError, NodeStartError) as error:
         raise CliError(str(error)) from None
     finally:
         bar.close()
@@ -122,7 +122,7 @@ def final_figures(nodes: list[Any]) -> dict[str, Any]:
             entry["latency_ms"] = {k: round(v, 2) for k, v in latency.items()}
         if hasattr(node, "report"):
             entry["topics"] = node.report()
-        figures[node.get_name()] = entry
+        figures[node.node_name] = entry
     return figures
 
 

@@ -16,6 +16,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+# The camera source's default: a drive rendered by the synthetic road-scene generator, so the demo and
+# the tests need no video file.
+DEFAULT_SOURCE = "synthetic:drive"
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
 

@@ -13,11 +13,16 @@ from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from refine_perception.core.calibration import Calibration, load_calibration
-from refine_perception.core.frame_sources import Frame, FrameSource, default_camera_matrix, open_source
+from refine_perception.core.frame_sources import (
+    DEFAULT_SOURCE,
+    Frame,
+    FrameSource,
+    default_camera_matrix,
+    open_source,
+)
 from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
-from refine_perception.ros.resources import default_source
 
 RAW_ENCODINGS = (
     "bgr8",
@@ -71,7 +76,7 @@ class CameraSource(PerceptionNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(self.DEFAULT_NAME, **kwargs)
         p = self.params
-        self.source: FrameSource = open_source(p.source or str(default_source()))
+        self.source: FrameSource = open_source(p.source or DEFAULT_SOURCE)
         self.calibration = load_calibration(p.camera_info_file) if p.camera_info_file else None
         qos: QoSProfile = qos_from_name(p.output_qos, p.output_depth)
         if p.transport == "raw":
@@ -102,6 +107,9 @@ class CameraSource(PerceptionNode):
         p = self.params
         while p.wait_for_subscribers and not self._stop.is_set() and self._image_pub.get_subscription_count() == 0:
             time.sleep(0.02)
+        # Under use_sim_time the clock reads zero until the first /clock message: stamps must not.
+        while not self._stop.is_set() and self.get_clock().now().nanoseconds == 0:
+            time.sleep(0.01)
         next_time = time.monotonic()
         for frame in self._frames():
             if self._stop.is_set() or (p.max_frames and self.published >= p.max_frames):
@@ -123,7 +131,7 @@ class CameraSource(PerceptionNode):
     def _publish(self, frame: Frame, stamp: Any) -> None:
         p = self.params
         if p.transport == "raw":
-            msg = numpy_to_image(frame.image, p.encoding)
+            msg = numpy_to_image(frame.image, p.encoding, source_encoding="bgr8")
         else:
             msg = numpy_to_compressed(frame.image, p.compressed_format, p.jpeg_quality)
         msg.header.stamp = stamp
@@ -178,11 +186,11 @@ class CameraSource(PerceptionNode):
     def diagnostic_values(self) -> dict[str, str]:
         return {"source": self.source.name}
 
-    def close(self) -> None:
+    def stop(self) -> None:
         self._stop.set()
         self._pace_event.set()
         self._thread.join(timeout=5.0)
-        super().close()
+        super().stop()
 
 
 def main(args: list[str] | None = None) -> int:

@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import importlib
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.signals import SignalHandlerOptions
 
 from refine_perception.graphs import PACKAGE, plan
 
@@ -23,16 +26,27 @@ NODE_CLASSES = {
 }
 
 
+class NodeStartError(RuntimeError):
+    """A node could not start (bad parameter, missing file, ...); the message names the node."""
+
+
 def node_class(executable: str) -> type:
     module, name = NODE_CLASSES[executable].split(":")
     return getattr(importlib.import_module(module), name)
 
 
 def config_dir() -> Path:
-    """config/ of the installed package (the same files launch files use)."""
-    from ament_index_python.packages import get_package_share_directory
+    """config/ of the installed package (the same files launch files use). Found through the ament
+    index, or in this interpreter's prefix when no ROS environment is sourced (the ./dev venv)."""
+    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
-    return Path(get_package_share_directory(PACKAGE)) / "config"
+    try:
+        return Path(get_package_share_directory(PACKAGE)) / "config"
+    except (OSError, PackageNotFoundError):
+        fallback = Path(sys.prefix) / "share" / PACKAGE / "config"
+        if fallback.is_dir():
+            return fallback
+        raise
 
 
 def run_nodes(
@@ -41,29 +55,50 @@ def run_nodes(
     duration_s: float | None = None,
     until: Callable[[list[Any]], bool] | None = None,
 ) -> list[Any]:
-    """Create the nodes (each with its own ROS arguments, or the process's when None), spin them until
-    SIGINT/SIGTERM, `duration_s`, or `until(nodes)` is true, then close them cleanly. Returns the
-    nodes, closed, so callers can read their final counters."""
-    rclpy.init(args=args if args is not None else sys.argv)
+    """Create the nodes (each with its own ROS arguments, or the process's when None), spin each in
+    its own thread until SIGINT/SIGTERM, `duration_s`, or `until(nodes)` is true, then close them
+    cleanly. Returns the nodes, destroyed, so callers can read their final counters."""
+    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context while an executor may
+    # be inside a wait, and the nodes could not stop their threads in order.
+    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     nodes: list[Any] = []
-    executor = MultiThreadedExecutor()
+    spinners: list[tuple[SingleThreadedExecutor, threading.Thread]] = []
     try:
         for cls, ros_args in entries:
             kwargs = {} if ros_args is None else {"cli_args": ros_args, "use_global_arguments": False}
-            node = cls(**kwargs)
+            try:
+                node = cls(**kwargs)
+            except Exception as error:  # noqa: BLE001 - reported as one line, not a traceback
+                raise NodeStartError(f"{cls.DEFAULT_NAME} cannot start: {error}") from error
             nodes.append(node)
+        # One executor thread per node, so nodes never wait for each other. Not rclpy's
+        # MultiThreadedExecutor: while its pool threads wait for the GIL it re-polls ready entities
+        # in a busy loop (measured on the camera graph, 60 frames at 30 Hz: 9.1 s wall and 8.8 s CPU,
+        # against 2.6 s and 0.6 s this way).
+        for node in nodes:
+            executor = SingleThreadedExecutor()
             executor.add_node(node)
+            thread = threading.Thread(target=executor.spin, name=f"executor:{node.node_name}", daemon=True)
+            thread.start()
+            spinners.append((executor, thread))
         deadline = None if duration_s is None else time.monotonic() + duration_s
-        while rclpy.ok() and (deadline is None or time.monotonic() < deadline) and not (until and until(nodes)):
-            executor.spin_once(timeout_sec=0.1)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while not stop.wait(0.05) and (deadline is None or time.monotonic() < deadline) and not (until and until(nodes)):
+            pass
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        # Node threads first (nothing publishes any more), then the executors (running callbacks
+        # finish), then the nodes.
         for node in nodes:
             node.get_logger().info("shutting down")
-            executor.remove_node(node)
-            node.close()
-        executor.shutdown()
+            node.stop()
+        for executor, thread in spinners:
+            executor.shutdown()
+            thread.join(timeout=5.0)
+        for node in nodes:
+            node.destroy_node()
         rclpy.try_shutdown()
     return nodes
 

@@ -123,6 +123,7 @@ class PerceptionNode(Node):
 
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
+        self.node_name = self.get_name()  # still readable after the node is destroyed
         self._param_specs = {p.name: p for p in (*COMMON_PARAMS, *self.PARAMS)}
         self.params = SimpleNamespace()
         for spec in self._param_specs.values():
@@ -221,11 +222,15 @@ class PerceptionNode(Node):
 
     # --- lifetime ----------------------------------------------------------------------------------
 
-    def close(self) -> None:
-        """Stop worker threads and destroy the node; safe to call twice."""
+    def stop(self) -> None:
+        """Stop the node's own threads (no more publishing); the executor can then be shut down."""
         for worker in self._workers:
             worker.stop()
         self._workers.clear()
+
+    def close(self) -> None:
+        """Stop the node's threads and destroy it."""
+        self.stop()
         self.destroy_node()
 
 
@@ -278,7 +283,13 @@ class _LatestFrameWorker:
 
 def node_main(node_class: type[PerceptionNode], args: list[str] | None = None) -> int:
     """Entry point of a node executable: ROS arguments come from the command line, as launch_ros gives them."""
-    from refine_perception.ros.graph_runner import run_nodes
+    import sys
 
-    run_nodes([(node_class, None)], args=args)
+    from refine_perception.ros.graph_runner import NodeStartError, run_nodes
+
+    try:
+        run_nodes([(node_class, None)], args=args)
+    except NodeStartError as error:
+        print(error, file=sys.stderr)
+        return 1
     return 0

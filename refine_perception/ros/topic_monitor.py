@@ -37,7 +37,10 @@ class TopicStats:
         while self.bandwidth_window and self.bandwidth_window[0][0] < cutoff:
             self.bandwidth_window.popleft()
 
-    def summary(self, now: float) -> dict[str, Any]:
+    def summary(self, now: float | None = None) -> dict[str, Any]:
+        """Figures over the last window before `now`, or before the last message when now is None."""
+        if now is None:
+            now = self.bandwidth_window[-1][0] if self.bandwidth_window else 0.0
         span = self.rate.window_s
         out: dict[str, Any] = {
             "type": self.type_name,
@@ -101,13 +104,14 @@ class TopicMonitor(PerceptionNode):
             if stamp:
                 stats.age.add((self.get_clock().now().nanoseconds - stamp) / 1e9)
 
-    def report(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
+    def report(self, live: bool = False) -> dict[str, dict[str, Any]]:
+        """Per-topic figures: over the last window (live), or over each topic's last window of traffic."""
+        now = time.monotonic() if live else None
         return {topic: stats.summary(now) for topic, stats in sorted(self.stats.items())}
 
     def _report(self) -> None:
         lines = []
-        for topic, s in self.report().items():
+        for topic, s in self.report(live=True).items():
             age = s.get("age_ms")
             age_text = f"  age p50 {age['p50']:7.1f} ms" if age else ""
             lines.append(f"  {topic:40s} {s['rate_hz']:7.2f} Hz {s['mb_per_s']:8.3f} MB/s {s['messages']:7d} msgs{age_text}")
