@@ -112,16 +112,14 @@ def run_demo(args: argparse.Namespace) -> int:
 
 
 def final_figures(nodes: list[Any]) -> dict[str, Any]:
-    """Counters, rates and latencies of every node after the run, keyed by node name."""
+    """Counters, latencies and node-specific figures of every node after the run, by node name."""
     figures: dict[str, Any] = {}
     for node in nodes:
-        level, message, values = node.status_summary()
-        entry: dict[str, Any] = {"status": message, **node.counters.as_dict()}
+        entry: dict[str, Any] = {"status": node.status_summary()[1], **node.counters.as_dict()}
         latency = node.latency.summary_ms()
         if latency:
             entry["latency_ms"] = {k: round(v, 2) for k, v in latency.items()}
-        if hasattr(node, "report"):
-            entry["topics"] = node.report()
+        entry.update(node.report())
         figures[node.node_name] = entry
     return figures
 
@@ -132,11 +130,18 @@ def format_figures(figures: dict[str, Any]) -> str:
         if not isinstance(entry, dict):
             lines.append(f"{name}: {entry}")
             continue
-        counts = f"received {entry['received']}, processed {entry['processed']}, dropped {entry['dropped']}"
+        if "published" in entry:
+            text = f"published {entry['published']} frames of {entry['source']}"
+        elif entry["received"]:
+            text = f"received {entry['received']}, processed {entry['processed']}, dropped {entry['dropped']}"
+            drops = [f"{k.removeprefix('dropped_')} {v}" for k, v in entry.items() if k.startswith("dropped_")]
+            text += f" ({', '.join(drops)})" if drops else ""
+        else:
+            text = "no frames"
         latency = entry.get("latency_ms")
         if latency:
-            counts += f", latency p50 {latency['p50']:.1f} ms p95 {latency['p95']:.1f} ms max {latency['max']:.1f} ms"
-        lines.append(f"{name}: {counts}")
+            text += f"; latency p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms, max {latency['max']:.1f} ms"
+        lines.append(f"{name}: {text}" if "topics" not in entry else f"{name}:")
         for topic, stats in entry.get("topics", {}).items():
             age = stats.get("age_ms", {})
             age_text = f", age p50 {age['p50']:.1f} ms" if age else ""

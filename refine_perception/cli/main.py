@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from refine_perception import __version__
-from refine_perception.cli import CliError, launch
+from refine_perception.cli import CliError, evaluate, launch
 
-SUBCOMMANDS = (launch,)
+SUBCOMMANDS = (launch, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -186,6 +186,9 @@ class CameraSource(PerceptionNode):
     def diagnostic_values(self) -> dict[str, str]:
         return {"source": self.source.name}
 
+    def report(self) -> dict[str, Any]:
+        return {"published": self.published, "source": self.source.name}
+
     def stop(self) -> None:
         self._stop.set()
         self._pace_event.set()

@@ -186,6 +186,10 @@ class PerceptionNode(Node):
         """Extra key/values for /diagnostics; subclasses add theirs."""
         return {}
 
+    def report(self) -> dict[str, Any]:
+        """Figures of the whole run beyond the frame counters, for the command line's summary."""
+        return {}
+
     def status_summary(self) -> tuple[int, str, dict[str, str]]:
         now = time.monotonic()
         rate = self.input_rate.rate(now)

@@ -104,14 +104,17 @@ class TopicMonitor(PerceptionNode):
             if stamp:
                 stats.age.add((self.get_clock().now().nanoseconds - stamp) / 1e9)
 
-    def report(self, live: bool = False) -> dict[str, dict[str, Any]]:
+    def topic_figures(self, live: bool = False) -> dict[str, dict[str, Any]]:
         """Per-topic figures: over the last window (live), or over each topic's last window of traffic."""
         now = time.monotonic() if live else None
         return {topic: stats.summary(now) for topic, stats in sorted(self.stats.items())}
 
+    def report(self) -> dict[str, Any]:
+        return {"topics": self.topic_figures()}
+
     def _report(self) -> None:
         lines = []
-        for topic, s in self.report(live=True).items():
+        for topic, s in self.topic_figures(live=True).items():
             age = s.get("age_ms")
             age_text = f"  age p50 {age['p50']:7.1f} ms" if age else ""
             lines.append(f"  {topic:40s} {s['rate_hz']:7.2f} Hz {s['mb_per_s']:8.3f} MB/s {s['messages']:7d} msgs{age_text}")
