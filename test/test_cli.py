@@ -48,3 +48,38 @@ def test_demo_json_accounts_for_every_frame(tmp_path):
     topics = figures["topic_monitor"]["topics"]
     assert topics["/camera/image"]["type"] == "sensor_msgs/msg/Image"
     assert topics["/camera/image_raw/compressed"]["messages"] > 0
+
+
+FIXTURES = Path(__file__).parent / "fixtures" / "lanes"
+
+
+def test_eval_culane_scores_ground_truth_against_itself(tmp_path):
+    root = FIXTURES / "culane"
+    out = tmp_path / "culane.json"
+    result = run("eval", "culane", "--gt", str(root), "--pred", str(root), "--json", "--out", str(out),
+                 "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures == json.loads(out.read_text())
+    assert figures["mode"] == "official"
+    everything = figures["categories"]["all"]
+    assert everything["images"] == 3 and everything["mF1"] == 1.0
+    assert everything["per_threshold"][0] == {
+        "iou": 0.5, "TP": 6, "FP": 0, "FN": 0, "precision": 1.0, "recall": 1.0, "F1": 1.0
+    }
+
+
+def test_eval_culane_empty_predictions_count_as_misses(tmp_path):
+    result = run("eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(tmp_path), "--json")
+    everything = json.loads(result.stdout)["categories"]["all"]
+    assert everything["per_threshold"][0]["TP"] == 0 and everything["per_threshold"][0]["FN"] == 6
+
+
+def test_eval_tusimple_and_a_clear_error_for_broken_files():
+    result = run("eval", "tusimple", "--gt", str(FIXTURES / "tusimple" / "label_data.json"),
+                 "--pred", str(FIXTURES / "tusimple" / "predictions.json"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert set(json.loads(result.stdout)) >= {"Accuracy", "FP", "FN", "F1"}
+    broken = run("eval", "tusimple", "--gt", str(FIXTURES / "tusimple" / "broken_label.json"),
+                 "--pred", str(FIXTURES / "tusimple" / "predictions.json"))
+    assert broken.returncode == 2 and "broken_label.json:" in broken.stderr
