@@ -50,6 +50,7 @@ from scipy.optimize import linear_sum_assignment
 
 from refine_perception.data.formats.culane import CATEGORIES, CULANE_SIZE
 from refine_perception.data.formats.lanes import as_lane
+from refine_perception.metrics.table import format_table
 
 Mode = Literal["official", "python"]
 
@@ -353,12 +354,6 @@ def _count_chunk(
         counts[k, :, 1] = pred_sizes[k] - tp
         counts[k, :, 2] = gt_sizes[k] - tp
     return counts
-
-
-def format_table(rows: Sequence[Sequence[str]]) -> str:
-    """Right-aligned columns, two spaces apart (the first row is the header)."""
-    widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows)
 
 
 @dataclass(frozen=True)

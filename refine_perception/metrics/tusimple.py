@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refine_perception.data.formats.tusimple import TuSimpleRecord
-from refine_perception.metrics.culane import format_table
+from refine_perception.metrics.table import format_table
 
 PIXEL_THRESHOLD = 20.0
 POINT_THRESHOLD = 0.85
