@@ -83,3 +83,82 @@ def test_eval_tusimple_and_a_clear_error_for_broken_files():
     broken = run("eval", "tusimple", "--gt", str(FIXTURES / "tusimple" / "broken_label.json"),
                  "--pred", str(FIXTURES / "tusimple" / "predictions.json"))
     assert broken.returncode == 2 and "broken_label.json:" in broken.stderr
+
+
+def test_data_convert_round_trip_tusimple_culane(tmp_path):
+    from refine_perception.data.formats.tusimple import H_SAMPLES, read_tusimple
+
+    source = FIXTURES / "tusimple" / "label_data.json"
+    culane = tmp_path / "culane"
+    assert run("data", "convert", "tusimple-to-culane", "--src", str(source), "--out", str(culane)).returncode == 0
+    back = tmp_path / "back.json"
+    result = run("data", "convert", "culane-to-tusimple", "--src", str(culane), "--out", str(back))
+    assert result.returncode == 0, result.stderr
+    original = {r.raw_file: r for r in read_tusimple(source)}
+    converted = read_tusimple(back)
+    assert [r.raw_file for r in converted] == list(original)
+    standard = [r for r in converted if list(original[r.raw_file].h_samples) == list(H_SAMPLES)]
+    assert standard, "the fixture has records on TuSimple's standard rows"
+    for record in standard:
+        np.testing.assert_allclose(record.xs, original[record.raw_file].xs)
+
+
+@pytest.fixture(scope="module")
+def street(tmp_path_factory):
+    """Two generated street scenes and perfect predictions in each official format."""
+    import shutil
+
+    from refine_perception.data.formats.cityscapes import find_samples, read_annotation
+    from refine_perception.data.formats.coco import load_coco
+    from refine_perception.metrics.cityscapes_ap import write_cityscapes_predictions
+    from refine_perception.metrics.instances import PredInstance
+
+    root = tmp_path_factory.mktemp("street")
+    generated = run("data", "generate", "street", "--out", str(root), "--num", "2", "--split", "val",
+                    "--workers", "1", "--json")
+    assert generated.returncode == 0, generated.stderr
+    assert json.loads(generated.stdout)["images"] == 2
+    pred = root / "pred"
+    pred.mkdir()
+    for sample in find_samples(root, "val"):
+        stem = "_".join(sample.label_ids.name.split("_")[:3])
+        shutil.copy(sample.label_ids, pred / f"{stem}_pred_labelIds.png")
+        instances = read_annotation(sample.label_ids, sample.instance_ids).instances()
+        write_cityscapes_predictions(pred / f"{stem}_pred.txt", [PredInstance(i.class_id, i.mask, 0.9) for i in instances])
+    dataset = load_coco(root / "annotations" / "instances_val.json")
+    results = [{"image_id": a["image_id"], "category_id": a["category_id"], "segmentation": a["segmentation"],
+                "score": 0.9} for a in dataset.annotations]
+    (root / "results.json").write_text(json.dumps(results))
+    return root
+
+
+def test_eval_segmentation_of_perfect_predictions(street):
+    ap = json.loads(run("eval", "cityscapes", "--gt", str(street), "--pred", str(street / "pred"), "--json").stdout)
+    assert ap["summary"]["AP"] == 1.0 and ap["summary"]["AP50"] == 1.0
+    semantic = run("eval", "semantic", "--gt", str(street), "--pred", str(street / "pred"), "--boundary-px", "2",
+                   "--json")
+    figures = json.loads(semantic.stdout)
+    assert figures["mIoU"] == 1.0 and figures["IoU"]["road"] == 1.0 and figures["boundary_f"]["mean"] == 1.0
+    coco = run("eval", "coco", "--gt", str(street / "annotations" / "instances_val.json"),
+               "--pred", str(street / "results.json"), "--json")
+    assert json.loads(coco.stdout)["summary"]["AP"] == 1.0
+
+
+def test_eval_segmentation_errors_name_the_missing_file(street, tmp_path):
+    result = run("eval", "cityscapes", "--gt", str(street), "--pred", str(tmp_path))
+    assert result.returncode == 2 and "0 prediction files for synthetic_000000_000000" in result.stderr
+
+
+def test_data_generate_lanes_and_preview(tmp_path):
+    result = run("data", "generate", "lanes", "--out", str(tmp_path / "lanes"), "--num", "2", "--split", "test",
+                 "--workers", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["images"] == 2
+    root = tmp_path / "lanes" / "culane"
+    assert len((root / "list" / "test.txt").read_text().splitlines()) == 2
+    assert len(list((root / "list" / "test_split").glob("test*_*.txt"))) == 9
+    assert (tmp_path / "lanes" / "tusimple").is_dir()
+    for kind in ("lanes", "sticks"):
+        out = tmp_path / f"{kind}.png"
+        assert run("data", "preview", kind, "--count", "2", "--out", str(out)).returncode == 0
+        assert cv2.imread(str(out)) is not None

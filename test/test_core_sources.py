@@ -138,3 +138,28 @@ def test_frame_counters():
     assert counters.as_dict() == {
         "received": 3, "processed": 1, "dropped": 2, "dropped_malformed": 1, "dropped_stale": 1
     }
+
+
+def test_synthetic_drive_source_gives_frames_with_intrinsics():
+    source = open_source("synthetic:drive?frames=2&width=320&height=160&seed=3")
+    frames = list(source)
+    assert len(source) == 2 and source.fps == 10.0
+    assert [f.image.shape for f in frames] == [(160, 320, 3)] * 2
+    sample = frames[0].extras["sample"]
+    np.testing.assert_array_equal(frames[0].camera_matrix, sample.camera.K)
+    assert sample.lanes, "the drive's frames carry their lane ground truth"
+    again = list(open_source("synthetic:drive?frames=2&width=320&height=160&seed=3"))
+    np.testing.assert_array_equal(again[1].image, frames[1].image)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("synthetic:drive?speed=3", "unknown option 'speed'"),
+        ("synthetic:drive?fps=fast", "not a valid float"),
+        ("synthetic:drive?frames=0", "needs frames >= 1"),
+    ],
+)
+def test_synthetic_drive_source_rejects_bad_options(spec, message):
+    with pytest.raises(SourceError, match=message):
+        open_source(spec)

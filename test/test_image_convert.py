@@ -8,7 +8,7 @@ import array
 import numpy as np
 import pytest
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import Header
 
 from refine_perception.core.image_codec import ENCODINGS, ImageFormatError

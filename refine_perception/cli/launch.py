@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Runs the camera graph (camera_source -> image_converter, topic_monitor) on the "
         "embedded sample drive, or on --source, and prints rates, latencies and drops.",
     )
-    d.add_argument("--frames", type=int, default=100, help="frames to send through the graph (default 100)")
+    d.add_argument("--frames", type=int, default=50, help="frames to send through the graph (default 50)")
     d.add_argument("--source", default="", help="video file, image folder or glob instead of the sample drive")
-    d.add_argument("--rate", type=float, default=20.0, help="camera rate in Hz, 0 = lock-step (default 20)")
+    d.add_argument("--rate", type=float, default=10.0, help="camera rate in Hz, 0 = lock-step (default 10)")
     d.add_argument("--json", action="store_true", help="print the figures as JSON")
     d.set_defaults(func=run_demo)
 

@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from refine_perception import __version__
-from refine_perception.cli import CliError, evaluate, launch
+from refine_perception.cli import CliError, data, evaluate, launch
 
-SUBCOMMANDS = (launch, evaluate)
+SUBCOMMANDS = (launch, data, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

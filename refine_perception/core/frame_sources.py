@@ -16,9 +16,10 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-# The camera source's default: a drive rendered by the synthetic road-scene generator, so the demo and
-# the tests need no video file.
+# The camera source's default: a drive rendered by the synthetic road-scene generator, so the demo
+# needs no video file. Options as a query: synthetic:drive?seed=7&frames=300&fps=10&width=1640&height=590
 DEFAULT_SOURCE = "synthetic:drive"
+SYNTHETIC_PREFIX = "synthetic:drive"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -105,10 +106,48 @@ class VideoSource:
             capture.release()
 
 
+class SyntheticDriveSource:
+    """A drive rendered on the fly by the road-scene generator: frames come with their camera
+    intrinsics and exact lane ground truth (Frame.extras["sample"], a RoadSample)."""
+
+    OPTIONS = {"seed": int, "frames": int, "fps": float, "width": int, "height": int}
+
+    def __init__(self, spec: str) -> None:
+        _, _, query = spec.partition("?")
+        options: dict[str, float] = {"seed": 7, "frames": 300, "fps": 10.0, "width": 1640, "height": 590}
+        for item in filter(None, query.split("&")):
+            key, _, value = item.partition("=")
+            if key not in self.OPTIONS:
+                raise SourceError(f"{spec}: unknown option {key!r}; options: {', '.join(self.OPTIONS)}")
+            try:
+                options[key] = self.OPTIONS[key](value)
+            except ValueError:
+                raise SourceError(f"{spec}: {key}={value!r} is not a valid {self.OPTIONS[key].__name__}") from None
+        if options["frames"] < 1 or options["fps"] <= 0 or options["width"] < 64 or options["height"] < 64:
+            raise SourceError(f"{spec}: needs frames >= 1, fps > 0 and an image of at least 64x64")
+        self.options = options
+        self.name = spec
+        self.fps = float(options["fps"])
+
+    def __len__(self) -> int:
+        return int(self.options["frames"])
+
+    def __iter__(self) -> Iterator[Frame]:
+        from refine_perception.data.synthetic.road import drive
+
+        o = self.options
+        samples = drive(int(o["seed"]), int(o["frames"]), o["fps"], int(o["width"]), int(o["height"]))
+        for index, sample in enumerate(samples):
+            yield Frame(index, sample.image, sample.camera.K, {"sample": sample})
+
+
 def open_source(spec: str, fps: float = 10.0) -> FrameSource:
-    """Open a video file, an image folder or a glob. `fps` is the nominal rate of image folders."""
+    """Open a video file, an image folder, a glob, or a synthetic drive (synthetic:drive?seed=...).
+    `fps` is the nominal rate of image folders."""
     if not spec:
         raise SourceError("no source given")
+    if spec.split("?")[0] == SYNTHETIC_PREFIX:
+        return SyntheticDriveSource(spec)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(spec)
