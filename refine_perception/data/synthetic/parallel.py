@@ -5,10 +5,13 @@ from __future__ import annotations
 import multiprocessing
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 import cv2
 from tqdm import tqdm
+
+from refine_perception.data.formats import coco
 
 Job = TypeVar("Job")
 Result = TypeVar("Result")
@@ -37,3 +40,23 @@ def ordered_map(
             for result in pool.map(fn, jobs, chunksize=4):
                 yield result
                 bar.update()
+
+
+def write_dataset(
+    write_image: Callable[[Job], tuple[dict, list[dict]]],
+    jobs: Sequence[Job],
+    workers: int,
+    progress: bool,
+    desc: str,
+    json_path: Path,
+    categories: list[dict],
+) -> Path:
+    """Run a per-image writer (which returns the image's COCO entry and annotations) over the jobs in
+    `workers` processes and save one COCO json with the annotations numbered in image order."""
+    images: list[dict] = []
+    annotations: list[dict] = []
+    for image, image_annotations in ordered_map(write_image, jobs, workers, progress, desc):
+        images.append(image)
+        annotations += [a | {"id": len(annotations) + i + 1} for i, a in enumerate(image_annotations)]
+    coco.save_coco(json_path, images, annotations, categories)
+    return json_path

@@ -22,7 +22,8 @@ import numpy as np
 from refine_perception.core.calibration import Calibration
 from refine_perception.data.formats import coco
 from refine_perception.data.preview import grid
-from refine_perception.data.synthetic.street import apply_light, finish_image, smooth_noise, write_dataset
+from refine_perception.data.synthetic.parallel import write_dataset
+from refine_perception.data.synthetic.shading import apply_light, finish_image, smooth_noise
 
 MIN_STICKS, MAX_STICKS = 2, 15
 STICK_CATEGORY = {"id": 1, "name": "stick", "supercategory": "object"}
