@@ -75,8 +75,7 @@ def run_nodes(
             nodes.append(node)
         # One executor thread per node, so nodes never wait for each other. Not rclpy's
         # MultiThreadedExecutor: while its pool threads wait for the GIL it re-polls ready entities
-        # in a busy loop (measured on the camera graph, 60 frames at 30 Hz: 9.1 s wall and 8.8 s CPU,
-        # against 2.6 s and 0.6 s this way).
+        # in a busy loop: a core of CPU and late frames (benchmarks/bench_graph_runner.py).
         for node in nodes:
             executor = SingleThreadedExecutor()
             executor.add_node(node)
