@@ -1,0 +1,1 @@
+"""Neural network models (backbones, necks, heads), kept free of ROS so they train and export offline."""
