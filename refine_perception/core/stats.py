@@ -14,43 +14,53 @@ import numpy as np
 
 
 class RateMeter:
-    """Events per second over a sliding time window (robust to bursts, unlike 1/last-interval)."""
+    """Events per second over a sliding time window (robust to bursts, unlike 1/last-interval).
+    Thread-safe: frames are counted on one thread and rates read on another."""
 
     def __init__(self, window_s: float = 5.0) -> None:
         self.window_s = window_s
         self._times: deque[float] = deque()
+        self._lock = threading.Lock()
 
-    def tick(self, t: float) -> None:
-        self._times.append(t)
-        while self._times and t - self._times[0] > self.window_s:
-            self._times.popleft()
-
-    def rate(self, now: float) -> float:
+    def _forget(self, now: float) -> None:
         while self._times and now - self._times[0] > self.window_s:
             self._times.popleft()
-        if len(self._times) < 2:
-            return 0.0
-        span = max(now - self._times[0], self._times[-1] - self._times[0])
-        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def tick(self, t: float) -> None:
+        with self._lock:
+            self._times.append(t)
+            self._forget(t)
+
+    def rate(self, now: float) -> float:
+        with self._lock:
+            self._forget(now)
+            if len(self._times) < 2:
+                return 0.0
+            span = max(now - self._times[0], self._times[-1] - self._times[0])
+            return (len(self._times) - 1) / span if span > 0 else 0.0
 
 
 class LatencyWindow:
-    """The last `size` latencies in seconds; percentiles on demand (bounded memory over long runs)."""
+    """The last `size` latencies in seconds; percentiles on demand (bounded memory over long runs).
+    A worker thread adds while the diagnostics timer reads, hence the lock."""
 
     def __init__(self, size: int = 1000) -> None:
         self._values: deque[float] = deque(maxlen=size)
+        self._lock = threading.Lock()
 
     def add(self, seconds: float) -> None:
-        self._values.append(seconds)
+        with self._lock:
+            self._values.append(seconds)
 
     def __len__(self) -> int:
         return len(self._values)
 
     def summary_ms(self) -> dict[str, float]:
         """mean / p50 / p95 / max in milliseconds; empty dict before the first sample."""
-        if not self._values:
+        with self._lock:
+            values = np.array(self._values, dtype=float) * 1e3
+        if not len(values):
             return {}
-        values = np.fromiter(self._values, float, len(self._values)) * 1e3
         p50, p95 = np.percentile(values, [50, 95])
         return {"mean": float(values.mean()), "p50": float(p50), "p95": float(p95), "max": float(values.max())}
 
