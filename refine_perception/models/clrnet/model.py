@@ -1,0 +1,71 @@
+"""The CLRNet network: backbone, FPN neck and the refinement head, on a 320x800 RGB image in [0, 1].
+
+The official pre-processing only divides by 255 (no mean/std), and feeding 0..255 pixels gives empty
+outputs, so the expected range is part of the contract. In eval mode the forward has no data-dependent
+control flow, so `torch.onnx.export` traces it into one graph with a free batch axis; decoding and lane
+NMS stay outside the graph.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from refine_perception.models.backbones import build_backbone
+from refine_perception.models.clrnet.head import CLRHead
+from refine_perception.models.clrnet.priors import IMG_H, IMG_W
+from refine_perception.models.fpn import FPN
+
+FPN_CHANNELS = 64
+
+
+class CLRNetOutput(NamedTuple):
+    """Inference outputs: the last stage's lanes (B, 192, 78) in the official layout
+    [logit_bg, logit_lane, start_y, start_x, theta, length, 72 xs] and their type (B, 192, 5) and
+    colour (B, 192, 3) logits."""
+
+    lanes: torch.Tensor
+    types: torch.Tensor
+    colors: torch.Tensor
+
+
+class CLRNetTrainOutput(NamedTuple):
+    """Training outputs: every refinement stage's lanes (each B, 192, 78), the auxiliary segmentation
+    logits (B, classes, 320, 800) and the last stage's type and colour logits."""
+
+    stages: tuple[torch.Tensor, ...]
+    seg: torch.Tensor
+    types: torch.Tensor
+    colors: torch.Tensor
+
+
+class CLRNet(nn.Module):
+    """Lane detector returning `CLRNetTrainOutput` in training mode and `CLRNetOutput` in eval mode."""
+
+    def __init__(self, backbone: str = "resnet18", num_seg_classes: int = 5) -> None:
+        super().__init__()
+        self.backbone = build_backbone(backbone)
+        self.neck = FPN(self.backbone.out_channels, FPN_CHANNELS)
+        self.head = CLRHead(FPN_CHANNELS, num_seg_classes)
+
+    def forward(self, images: torch.Tensor) -> CLRNetOutput | CLRNetTrainOutput:
+        # under ONNX tracing the shapes are fixed by the example input, so the check is for eager callers
+        if not torch.jit.is_tracing():
+            _check_images(images)
+        features = self.neck(self.backbone(images))
+        stages, types, colors = self.head(features)
+        if self.training:
+            seg = self.head.segment(features, (images.shape[-2], images.shape[-1]))
+            return CLRNetTrainOutput(tuple(stages), seg, types, colors)
+        return CLRNetOutput(stages[-1], types, colors)
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not torch.is_floating_point(images):
+        raise TypeError(f"CLRNet expects float images in [0, 1], got dtype {images.dtype}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, IMG_H, IMG_W):
+        raise ValueError(f"CLRNet expects images of shape (B, 3, {IMG_H}, {IMG_W}), got {tuple(images.shape)}")
+    if not bool(torch.isfinite(images).all()):
+        raise ValueError("CLRNet input images contain NaN or infinite values")

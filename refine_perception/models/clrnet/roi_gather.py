@@ -1,0 +1,100 @@
+"""Prior feature pooling and ROIGather, the part of CLRNet that turns a lane prior into a feature vector.
+
+A prior is a line, not a box, so its features are read at 36 points along the line instead of an RoI
+pool over a rectangle. The points alone see a thin strip of the image; lanes are often occluded or
+worn, so ROIGather adds two sources of context (CLRNet paper, Sec. 3.2): the features the same prior
+collected at the earlier, coarser refinement stages, and an attention over the whole (downsized)
+feature map, whose output projection starts at zero so a fresh model begins from the local features.
+
+Parameter names follow the official implementation (`convs`, `catconv`, `fc`, `fc_norm`, `f_key`,
+`f_query`, `f_value`, `W`) so its checkpoints map onto this module by prefix alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from refine_perception.models.backbones.resnet import init_conv_bn
+
+CONTEXT_SIZE = (10, 25)  # the attention's keys/values: every map is resized to the coarsest level's size
+MID_CHANNELS = 48  # channels of each stage's pooled features before they are concatenated
+KERNEL_ALONG_LANE = 9  # the 9x1 convs mix features of neighbouring points along the lane
+CONTEXT_DROPOUT = 0.1
+
+
+def pool_prior_features(feature: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample `feature` (B, C, H, W) at the prior points, returning (B * N, C, P, 1).
+
+    `xs` is (B, N, P), or (N, P) when the whole batch shares the priors. `xs` and `ys` (P,) are
+    normalised to [0, 1] over the map with corners at pixel centres (`align_corners=True`), so x = 0 is
+    the first and x = 1 the last column; points outside the map read zeros. The (P, 1) layout lets
+    the 9x1 convs run along each lane's points.
+    """
+    xs = xs.expand(feature.shape[0], -1, -1)
+    grid = torch.stack([xs, ys.expand_as(xs)], dim=-1) * 2.0 - 1.0
+    sampled = F.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    # (B, C, N, P) -> (B, N, C, P) -> one row per prior
+    return sampled.permute(0, 2, 1, 3).reshape(-1, feature.shape[1], xs.shape[-1], 1)
+
+
+class ConvBNReLU(nn.Module):
+    """Bias-free conv + BatchNorm + ReLU, its layers named `conv`/`bn` as mmcv's ConvModule names them."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: tuple[int, int]) -> None:
+        super().__init__()
+        padding = (kernel_size[0] // 2, kernel_size[1] // 2)
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=False)
+        self.bn = nn.BatchNorm2d(out_channels)
+        init_conv_bn(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.bn(self.conv(x)))
+
+
+class ROIGather(nn.Module):
+    """Per-prior feature vectors (B, N, hidden) from the pooled features of all stages so far plus global context.
+
+    Stage t concatenates the pooled features of stages 0..t (each through its own 9x1 conv), fuses
+    them with a stage-specific 9x1 conv and flattens the P points into one vector per prior. Each
+    prior then attends over the resized feature map of the current stage; the attention result goes
+    through `W`, a per-prior 1x1 Conv1d initialised to zero, so at initialisation the context adds
+    nothing and the output equals `local_features`.
+    """
+
+    def __init__(self, channels: int, num_priors: int, sample_points: int, hidden_dim: int, stages: int) -> None:
+        super().__init__()
+        self.channels = channels
+        self.num_priors = num_priors
+        kernel = (KERNEL_ALONG_LANE, 1)
+        self.convs = nn.ModuleList(ConvBNReLU(channels, MID_CHANNELS, kernel) for _ in range(stages))
+        self.catconv = nn.ModuleList(ConvBNReLU(MID_CHANNELS * (t + 1), channels, kernel) for t in range(stages))
+        self.fc = nn.Linear(sample_points * channels, hidden_dim)
+        self.fc_norm = nn.LayerNorm(hidden_dim)
+
+        self.f_key = ConvBNReLU(channels, channels, (1, 1))
+        self.f_query = nn.Sequential(nn.Conv1d(num_priors, num_priors, 1, groups=num_priors), nn.ReLU())
+        self.f_value = nn.Conv2d(channels, channels, 1)
+        self.W = nn.Conv1d(num_priors, num_priors, 1, groups=num_priors)
+        nn.init.zeros_(self.W.weight)
+        nn.init.zeros_(self.W.bias)
+
+    def local_features(self, pooled: Sequence[torch.Tensor], stage: int) -> torch.Tensor:
+        """The prior vectors (B, N, hidden) from the pooled features of stages 0..`stage` alone."""
+        if len(pooled) != stage + 1:
+            raise ValueError(f"stage {stage} needs the pooled features of {stage + 1} stages, got {len(pooled)}")
+        fused = self.catconv[stage](torch.cat([conv(p) for conv, p in zip(self.convs, pooled)], dim=1))
+        roi = F.relu(self.fc_norm(self.fc(fused.flatten(1))))
+        return roi.reshape(-1, self.num_priors, roi.shape[-1])
+
+    def forward(self, pooled: Sequence[torch.Tensor], feature: torch.Tensor, stage: int) -> torch.Tensor:
+        roi = self.local_features(pooled, stage)
+        key = F.interpolate(self.f_key(feature), size=CONTEXT_SIZE).flatten(2)  # (B, C, K)
+        value = F.interpolate(self.f_value(feature), size=CONTEXT_SIZE).flatten(2).transpose(1, 2)  # (B, K, C)
+        query = self.f_query(roi)  # (B, N, C)
+        attention = torch.softmax(query @ key * self.channels**-0.5, dim=-1)  # (B, N, K)
+        context = self.W(attention @ value)
+        return roi + F.dropout(context, p=CONTEXT_DROPOUT, training=self.training)
