@@ -171,16 +171,6 @@ def plan(graph_name: str, values: dict[str, str], config_dir: str | Path) -> lis
     return plans
 
 
-def node_parameters(params_file: str | Path, node_name: str) -> dict[str, Any]:
-    """The parameters a ROS params file gives a node: `/**` entries, then entries keyed by its name."""
-    with open(params_file) as stream:
-        doc = yaml.safe_load(stream) or {}
-    values: dict[str, Any] = {}
-    for key in ("/**", f"/**/{node_name}", node_name, f"/{node_name}"):
-        values.update((doc.get(key) or {}).get("ros__parameters", {}))
-    return values
-
-
 def _absolute(namespace: str) -> str:
     return namespace if namespace.startswith("/") else "/" + namespace
 

@@ -8,16 +8,27 @@ import ast
 import importlib.util
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from refine_perception.graphs import GRAPHS, GraphError, node_parameters, plan
+from refine_perception.graphs import GRAPHS, GraphError, plan
 from refine_perception.ros.graph_runner import NODE_CLASSES, node_class
 from refine_perception.ros.node_base import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
+
+
+def node_parameters(params_file: str | Path, node_name: str) -> dict[str, Any]:
+    """The parameters a ROS params file gives a node: `/**` entries, then entries keyed by its name."""
+    with open(params_file) as stream:
+        doc = yaml.safe_load(stream) or {}
+    values: dict[str, Any] = {}
+    for key in ("/**", f"/**/{node_name}", node_name, f"/{node_name}"):
+        values.update((doc.get(key) or {}).get("ros__parameters", {}))
+    return values
 
 
 def console_scripts() -> dict[str, str]:

@@ -20,24 +20,11 @@ from refine_perception.core.frame_sources import (
     default_camera_matrix,
     open_source,
 )
+from refine_perception.core.image_codec import ENCODINGS
 from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
 
-RAW_ENCODINGS = (
-    "bgr8",
-    "rgb8",
-    "bgra8",
-    "rgba8",
-    "mono8",
-    "mono16",
-    "yuv422",
-    "yuv422_yuy2",
-    "bayer_rggb8",
-    "bayer_bggr8",
-    "bayer_gbrg8",
-    "bayer_grbg8",
-)
 
 
 class CameraSource(PerceptionNode):
@@ -56,7 +43,7 @@ class CameraSource(PerceptionNode):
         ),
         Param("transport", "compressed", "raw publishes image_raw, compressed publishes image_raw/compressed",
               choices=("raw", "compressed"), read_only=True),
-        Param("encoding", "bgr8", "Encoding of raw images", choices=RAW_ENCODINGS),
+        Param("encoding", "bgr8", "Encoding of raw images", choices=tuple(ENCODINGS)),
         Param("compressed_format", "jpeg", "Format of compressed images", choices=("jpeg", "png")),
         Param("jpeg_quality", 90, "JPEG quality of compressed images", min=1, max=100),
         Param("frame_id", "camera_optical_frame", "frame_id of the published headers"),

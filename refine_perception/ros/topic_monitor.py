@@ -23,14 +23,12 @@ class TopicStats:
     type_name: str
     stamped: bool
     messages: int = 0
-    bytes: int = 0
     rate: RateMeter = field(default_factory=RateMeter)
     bandwidth_window: deque[tuple[float, int]] = field(default_factory=deque)
     age: LatencyWindow = field(default_factory=LatencyWindow)
 
     def add(self, now: float, size: int) -> None:
         self.messages += 1
-        self.bytes += size
         self.rate.tick(now)
         self.bandwidth_window.append((now, size))
         cutoff = now - self.rate.window_s
