@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "refine-perception = refine_perception.cli.main:main",
+            "refine-train = refine_perception.training.cli:main",
             "camera_source = refine_perception.ros.camera_source:main",
             "image_converter = refine_perception.ros.image_converter:main",
             "topic_monitor = refine_perception.ros.topic_monitor:main",

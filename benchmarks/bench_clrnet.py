@@ -1,7 +1,8 @@
-"""CLRNet network forward time per backbone at batch 1, 320x800, on the CPU: torch eager and
-onnxruntime, each with 2 threads, medians over repeated runs measured in the same process.
+"""CLRNet network forward time per backbone and input size at batch 1 on the CPU: torch eager and
+onnxruntime, each with 2 threads, medians over repeated runs measured in the same process. 320x800 is
+the paper's input; 160x400 is the shipped default model's.
 
-    ./dev run python -m benchmarks.bench_clrnet [--repeat 5] [--backbones resnet18 dla34] [--json]
+    ./dev run python -m benchmarks.bench_clrnet [--repeat 5] [--backbones resnet18 dla34] [--sizes 320x800] [--json]
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ def median_ms(run: Callable[[], object], repeat: int) -> float:
     return statistics.median(times) * 1e3
 
 
-def measure(backbone: str, repeat: int, threads: int) -> dict[str, float | int | str]:
+def measure(backbone: str, size: tuple[int, int], repeat: int, threads: int) -> dict[str, float | int | str]:
     torch.manual_seed(0)
-    model = CLRNet(backbone).eval()
-    images = torch.rand(1, 3, 320, 800)
+    model = CLRNet(backbone, input_size=size).eval()
+    images = torch.rand(1, 3, *size)
     with torch.inference_mode():
         eager = median_ms(lambda: model(images), repeat)
     with tempfile.TemporaryDirectory() as folder:
@@ -48,6 +49,7 @@ def measure(backbone: str, repeat: int, threads: int) -> dict[str, float | int |
         size_mb = os.path.getsize(path) / 1e6
     return {
         "backbone": backbone,
+        "input": f"{size[0]}x{size[1]}",
         "params": sum(p.numel() for p in model.parameters()),
         "torch_eager_ms": round(eager, 1),
         "onnxruntime_ms": round(onnx_ms, 1),
@@ -61,15 +63,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet34", "dla34"])
+    parser.add_argument("--sizes", nargs="+", default=["320x800", "160x400"], help="input HEIGHTxWIDTH")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    results = [measure(name, args.repeat, args.threads) for name in args.backbones]
+    sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
+    results = [measure(name, size, args.repeat, args.threads) for name in args.backbones for size in sizes]
     if args.json:
         print(json.dumps(results, indent=2))
         return
     for r in results:
-        print(f"{r['backbone']:9s} {r['params']:>11,} params  torch eager {r['torch_eager_ms']:7.1f} ms  "
+        print(f"{r['backbone']:9s} {r['input']:>7s} {r['params']:>11,} params  torch eager {r['torch_eager_ms']:7.1f} ms  "
               f"onnxruntime {r['onnxruntime_ms']:7.1f} ms  ({r['speedup']:.2f}x)  onnx {r['onnx_mb']} MB")
 
 

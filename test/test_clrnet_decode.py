@@ -43,7 +43,7 @@ def test_decode_full_lane_and_suppression() -> None:
             output(2.0, 0, 72, np.full(72, 0.5)),
         ]
     )
-    lanes, scores = decode_lanes(torch.from_numpy(predictions).float(), CULANE)
+    lanes, scores, _ = decode_lanes(torch.from_numpy(predictions).float(), CULANE)
     assert scores == pytest.approx([1 / (1 + np.exp(-2.0))])
     (lane,) = lanes
     assert lane.shape == (72, 2)
@@ -57,7 +57,7 @@ def test_decode_extends_to_bottom_and_cuts_at_length() -> None:
     leaving = np.where(ROWS < 10, -0.05, 0.9)  # outside the image below row 10
     leaving[25] = -0.1  # a gap inside the covered rows
     predictions = np.stack([output(3.0, 20, 30, rising), output(2.0, 20, 10, leaving)])
-    lanes, scores = decode_lanes(predictions, CULANE)
+    lanes, scores, _ = decode_lanes(predictions, CULANE)
     assert len(lanes) == 2 and scores[0] > scores[1]
     # rows 0..19 below the start stay (inside the image down to the bottom), 20..49 covered
     np.testing.assert_allclose(lanes[0][:, 0], rising[:50] * 1640)
@@ -75,18 +75,18 @@ def test_visible_rows_rounding_and_short_lanes() -> None:
     assert np.flatnonzero(visible[1]).tolist() == list(range(0, 7))
     assert np.flatnonzero(visible[2]).tolist() == list(range(6, 10))  # length 0: only the extension
     single = output(2.0, 71, 1, np.where(ROWS == 71, 0.5, -1.0))  # one point at the top row: not a lane
-    lanes, scores = decode_lanes(single[None], CULANE)
+    lanes, scores, _ = decode_lanes(single[None], CULANE)
     assert lanes == [] and scores.size == 0
 
 
 def test_decode_top_k_and_no_detection() -> None:
     predictions = np.stack([output(1.0 + i, 0, 72, np.full(72, 0.1 + 0.15 * i)) for i in range(6)])
-    lanes, scores = decode_lanes(predictions, DecodeSettings(max_lanes=4))
+    lanes, scores, _ = decode_lanes(predictions, DecodeSettings(max_lanes=4))
     assert len(lanes) == 4
     assert [lane[0, 0] for lane in lanes] == pytest.approx([(0.1 + 0.15 * i) * 1640 for i in (5, 4, 3, 2)])
-    lanes, _ = decode_lanes(np.zeros((192, 78)), CULANE)  # scores 0.5 but length 0: no row left
+    lanes, _, _ = decode_lanes(np.zeros((192, 78)), CULANE)  # scores 0.5 but length 0: no row left
     assert lanes == []
-    lanes, scores = decode_lanes(np.tile(output(-3.0, 0, 72, np.full(72, 0.5)), (192, 1)), CULANE)
+    lanes, scores, _ = decode_lanes(np.tile(output(-3.0, 0, 72, np.full(72, 0.5)), (192, 1)), CULANE)
     assert lanes == [] and scores.size == 0
 
 
@@ -180,7 +180,7 @@ def test_matches_official_decode(seed: int) -> None:
     predictions[:, 6:] = rng.uniform(-0.2, 1.2, (count, 1)) + slope * ROWS + rng.normal(0, 0.003, (count, 72))
     settings = DecodeSettings(max_lanes=8, nms_threshold=30)
 
-    lanes, _ = decode_lanes(predictions, settings)
+    lanes, _, _ = decode_lanes(predictions, settings)
     ours = [sample_lane(lane, CULANE_ROWS, settings.ori_width, settings.ori_height) for lane in lanes]
 
     scores = lane_scores(predictions[:, :2])

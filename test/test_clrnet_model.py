@@ -162,11 +162,21 @@ def test_roi_gather_context_starts_at_zero() -> None:
     pooled = [torch.randn(2 * 192, 64, 36, 1) for _ in range(2)]
     feature = torch.randn(2, 64, 20, 50)
     with torch.no_grad():
-        local = gather.local_features(pooled, stage=1)
+        projected = [gather.project(p, stage) for stage, p in enumerate(pooled)]
+        local = gather.local_features(projected, stage=1)
         assert tuple(local.shape) == (2, 192, 64)
-        assert torch.equal(gather(pooled, feature, stage=1), local)
+        assert torch.equal(gather(projected, feature, stage=1), local)
         gather.W.weight.fill_(1.0)
-        assert not torch.allclose(gather(pooled, feature, stage=1), local)
+        assert not torch.allclose(gather(projected, feature, stage=1), local)
+
+
+def test_roi_gather_row_convolution_equals_conv2d() -> None:
+    torch.manual_seed(0)
+    gather = ROIGather(channels=64, num_priors=192, sample_points=36, hidden_dim=64, stages=3).eval()
+    pooled = torch.randn(2 * 192, 64, 36, 1)
+    layer = gather.convs[0]
+    expected = torch.relu(layer.bn(layer.conv(pooled)))
+    torch.testing.assert_close(gather.project(pooled, 0), expected, rtol=1e-5, atol=1e-5)
 
 
 def _onnx_outputs(path: Path, images: torch.Tensor) -> list[np.ndarray]:

@@ -16,7 +16,7 @@ A length so negative that the official slice `xs[end + 1:]` would wrap around is
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -50,6 +50,15 @@ class DecodeSettings:
             raise ValueError(f"cut_height must be in [0, {self.ori_height}), got {self.cut_height}")
 
 
+class DecodedLanes(NamedTuple):
+    """Lanes of one image as (N, 2) (x, y) points of the original image, bottom to top, best first,
+    their scores, and each lane's row in the network output (to read its type and colour)."""
+
+    lanes: list[np.ndarray]
+    scores: np.ndarray
+    indices: np.ndarray
+
+
 def lane_scores(logits: np.ndarray) -> np.ndarray:
     """softmax(logits)[:, 1] written as a sigmoid of the difference, which cannot overflow."""
     return 0.5 * (1.0 + np.tanh(0.5 * (logits[:, 1] - logits[:, 0])))
@@ -70,9 +79,8 @@ def visible_rows(xs: np.ndarray, start_y: np.ndarray, length_rows: np.ndarray) -
 
 def decode_lanes(
     predictions: torch.Tensor | np.ndarray, settings: DecodeSettings = DecodeSettings()
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Lanes of one image as (N, 2) float64 (x, y) points of the original image, bottom to top, at the
-    prior rows, with their scores, best first. predictions (P, 78) as the head outputs them."""
+) -> DecodedLanes:
+    """The lanes of one image's predictions (P, 78), as the head outputs them, at the prior rows."""
     if isinstance(predictions, torch.Tensor):
         predictions = predictions.detach().cpu().double().numpy()
     lanes_in = np.asarray(predictions, dtype=np.float64)
@@ -83,6 +91,7 @@ def decode_lanes(
 
     scores = lane_scores(lanes_in[:, :2])
     confident = scores >= settings.conf_threshold
+    rows = np.flatnonzero(confident)
     lanes_in, scores = lanes_in[confident], scores[confident]
     keep = lane_nms(
         scores,
@@ -92,7 +101,7 @@ def decode_lanes(
         thr=settings.nms_threshold,
         top_k=settings.max_lanes,
     )
-    lanes_in, scores = lanes_in[keep], scores[keep]
+    lanes_in, scores, rows = lanes_in[keep], scores[keep], rows[keep]
 
     xs = lanes_in[:, 6:]
     visible = visible_rows(xs, lanes_in[:, 2], lanes_in[:, 5] * N_STRIPS)
@@ -101,12 +110,12 @@ def decode_lanes(
     x_px = xs * settings.ori_width
     y_px = np.broadcast_to(ys * cropped + settings.cut_height, xs.shape)
     lanes: list[np.ndarray] = []
-    kept_scores: list[float] = []
-    for lane_x, lane_y, mask, score in zip(x_px, y_px, visible, scores):
+    kept: list[int] = []
+    for k, (lane_x, lane_y, mask) in enumerate(zip(x_px, y_px, visible)):
         if mask.sum() > 1:
             lanes.append(np.stack([lane_x[mask], lane_y[mask]], axis=1))
-            kept_scores.append(float(score))
-    return lanes, np.array(kept_scores, dtype=np.float64)
+            kept.append(k)
+    return DecodedLanes(lanes, scores[kept].astype(np.float64), rows[kept].astype(np.int64))
 
 
 def sample_lane(

@@ -91,12 +91,13 @@ class CLRHead(nn.Module):
         # (N, 3) for the first stage, shared by the batch so that its lines fold into ONNX constants;
         # (B, N, 3) once the first refinement has broadcast it against the per-image regression
         params = self.prior_embeddings.weight
-        pooled: list[torch.Tensor] = []
+        projected: list[torch.Tensor] = []
         stages: list[torch.Tensor] = []
         for stage, feature in enumerate(reversed(features)):
             lines = prior_lines(params)
-            pooled.append(pool_prior_features(feature, lines[..., self.sample_rows], self.sample_ys))
-            roi = self.roi_gather(pooled, feature, stage)
+            pooled = pool_prior_features(feature, lines[..., self.sample_rows], self.sample_ys)
+            projected.append(self.roi_gather.project(pooled, stage))
+            roi = self.roi_gather(projected, feature, stage)
             cls_logits = self.cls_layers(self.cls_modules(roi))
             prediction = self.refine(params, cls_logits, self.reg_layers(self.reg_modules(roi)))
             stages.append(prediction)

@@ -40,8 +40,8 @@ from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
 from refine_perception.models.clrnet.line_iou import line_iou_loss
 from refine_perception.models.clrnet.model import CLRNetTrainOutput
 from refine_perception.models.clrnet.priors import IMG_H, IMG_W, LANE_FIELDS, N_STRIPS
+from refine_perception.models.clrnet.targets import ABSENT_X
 
-ABSENT_X = -1e5  # x of a row where the GT lane does not exist
 IGNORE_LABEL = 255  # segmentation pixels left out of the loss
 UNLABELLED = -1  # type / colour of a lane whose attribute is not annotated
 SEG_BACKGROUND_WEIGHT = 0.4

@@ -1,7 +1,11 @@
-"""The CLRNet network: backbone, FPN neck and the refinement head, on a 320x800 RGB image in [0, 1].
+"""The CLRNet network: backbone, FPN neck and the refinement head, on a BGR image in [0, 1].
 
-The official pre-processing only divides by 255 (no mean/std), and feeding 0..255 pixels gives empty
-outputs, so the expected range is part of the contract. In eval mode the forward has no data-dependent
+The official pre-processing (`preprocess.py`) keeps OpenCV's BGR order and only divides by 255 (no
+mean/std); feeding 0..255 pixels gives empty outputs, so the expected range is part of the contract.
+
+The input is 320x800 as in the paper, or smaller for cheaper models (`input_size`). Lanes are always
+expressed in the 800x320 label space the priors, the loss and the decoding are defined in: outputs are
+normalised coordinates, so a 160x400 model predicts the same quantities from a coarser image. In eval mode the forward has no data-dependent
 control flow, so `torch.onnx.export` traces it into one graph with a free batch axis; decoding and lane
 NMS stay outside the graph.
 """
@@ -44,8 +48,15 @@ class CLRNetTrainOutput(NamedTuple):
 class CLRNet(nn.Module):
     """Lane detector returning `CLRNetTrainOutput` in training mode and `CLRNetOutput` in eval mode."""
 
-    def __init__(self, backbone: str = "resnet18", num_seg_classes: int = 5) -> None:
+    def __init__(
+        self, backbone: str = "resnet18", num_seg_classes: int = 5, input_size: tuple[int, int] = (IMG_H, IMG_W)
+    ) -> None:
         super().__init__()
+        height, width = input_size
+        if height < 64 or width < 64 or height % 32 or width % 8:
+            raise ValueError(f"input_size (height, width) must be at least 64 with height a multiple of 32 "
+                             f"and width of 8, got {input_size}")
+        self.input_size = (int(height), int(width))
         self.backbone = build_backbone(backbone)
         self.neck = FPN(self.backbone.out_channels, FPN_CHANNELS)
         self.head = CLRHead(FPN_CHANNELS, num_seg_classes)
@@ -53,7 +64,7 @@ class CLRNet(nn.Module):
     def forward(self, images: torch.Tensor) -> CLRNetOutput | CLRNetTrainOutput:
         # under ONNX tracing the shapes are fixed by the example input, so the check is for eager callers
         if not torch.jit.is_tracing():
-            _check_images(images)
+            _check_images(images, self.input_size)
         features = self.neck(self.backbone(images))
         stages, types, colors = self.head(features)
         if self.training:
@@ -62,10 +73,10 @@ class CLRNet(nn.Module):
         return CLRNetOutput(stages[-1], types, colors)
 
 
-def _check_images(images: torch.Tensor) -> None:
+def _check_images(images: torch.Tensor, size: tuple[int, int]) -> None:
     if not torch.is_floating_point(images):
         raise TypeError(f"CLRNet expects float images in [0, 1], got dtype {images.dtype}")
-    if images.dim() != 4 or tuple(images.shape[1:]) != (3, IMG_H, IMG_W):
-        raise ValueError(f"CLRNet expects images of shape (B, 3, {IMG_H}, {IMG_W}), got {tuple(images.shape)}")
+    if images.dim() != 4 or tuple(images.shape[1:]) != (3, *size):
+        raise ValueError(f"CLRNet expects images of shape (B, 3, {size[0]}, {size[1]}), got {tuple(images.shape)}")
     if not bool(torch.isfinite(images).all()):
         raise ValueError("CLRNet input images contain NaN or infinite values")

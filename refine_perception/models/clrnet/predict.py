@@ -1,0 +1,75 @@
+"""Camera images in, lanes out: pre-processing, the network and decoding in one call.
+
+Shared by validation during training, the held-out evaluation and the lanes node, so every place runs
+exactly the same pipeline. Images of any size are accepted; each is cropped by `cut_height` and decoded
+back to its own size.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from refine_perception.models.clrnet.decode import DecodeSettings, decode_lanes
+from refine_perception.models.clrnet.model import CLRNet, CLRNetOutput
+from refine_perception.models.clrnet.preprocess import crop_resize, to_network
+
+
+@dataclass(frozen=True)
+class LanePrediction:
+    """Lanes of one image, best first: (N, 2) original-image points bottom to top, scores, and the
+    argmax type / colour index (into LANE_TYPES / LANE_COLORS) with its probability."""
+
+    lanes: list[np.ndarray]
+    scores: np.ndarray
+    types: np.ndarray
+    type_scores: np.ndarray
+    colors: np.ndarray
+    color_scores: np.ndarray
+
+
+def _argmax_softmax(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if logits.shape[0] == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.float64)
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    probs = shifted / shifted.sum(axis=1, keepdims=True)
+    return probs.argmax(axis=1).astype(np.int64), probs.max(axis=1).astype(np.float64)
+
+
+def decode_output(lanes: np.ndarray, types: np.ndarray, colors: np.ndarray,
+                  settings: DecodeSettings) -> LanePrediction:
+    """One image's decoded lanes from its (192, 78) lanes and (192, C) type / colour logits."""
+    decoded = decode_lanes(lanes, settings)
+    type_idx, type_p = _argmax_softmax(types[decoded.indices])
+    color_idx, color_p = _argmax_softmax(colors[decoded.indices])
+    return LanePrediction(decoded.lanes, decoded.scores, type_idx, type_p, color_idx, color_p)
+
+
+class LanePredictor:
+    """Runs a CLRNet on BGR uint8 camera images; `settings` gives cut height and decoding thresholds
+    (its original size is replaced by each image's own)."""
+
+    def __init__(self, model: CLRNet, settings: DecodeSettings, device: str | torch.device = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.settings = settings
+        self.device = torch.device(device)
+
+    def inputs(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        batch = np.stack([crop_resize(image, self.settings.cut_height, self.model.input_size) for image in images])
+        return torch.from_numpy(to_network(batch)).to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, images: Sequence[np.ndarray]) -> list[LanePrediction]:
+        if not images:
+            return []
+        output: CLRNetOutput = self.model(self.inputs(images))
+        lanes, types, colors = (t.float().cpu().numpy() for t in output)
+        return [
+            decode_output(lanes[k], types[k], colors[k],
+                          dataclasses.replace(self.settings, ori_width=image.shape[1], ori_height=image.shape[0]))
+            for k, image in enumerate(images)
+        ]

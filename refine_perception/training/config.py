@@ -1,0 +1,232 @@
+"""Training configuration: one YAML file validated into frozen dataclasses.
+
+Every field has a type and a default; `load_config` rejects unknown keys and wrong types with the dotted
+path of the offending entry, so a typo fails before a long run starts, not after. Command-line
+`--set section.key=value` overrides are applied to the YAML tree before validation, with values parsed
+as YAML scalars (`--set optim.lr=3e-4`, `--set run.out=runs/x`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used, with the dotted path of the problem."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: Literal["resnet18", "resnet34", "dla34"] = "resnet18"
+    input_height: int = 320
+    input_width: int = 800
+    num_seg_classes: int = 5  # background + lane positions 1..4 (CULane); TuSimple configs use 7
+    init: str = ""  # start from these weights (a refine-train .safetensors of the same architecture), e.g. to fine-tune
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """A source of annotated lane images. `synthetic` renders scenes on the fly (no disk); `culane` and
+    `tusimple` read the official layouts (our generator writes both, with type/colour sidecars)."""
+
+    kind: Literal["synthetic", "culane", "tusimple"] = "synthetic"
+    root: str = ""  # culane / tusimple: dataset root
+    list_file: str = "list/train_gt.txt"  # culane: list under root
+    label_files: tuple[str, ...] = ("label_data_train.json",)  # tusimple: json-lines files under root
+    cut_height: int = 270  # rows cropped off the top: 270 for 1640x590 CULane frames, 160 for TuSimple 1280x720
+    limit: int = 0  # use only the first `limit` images (0: all)
+    seed: int = 0  # synthetic: stream seed (use one never used for testing)
+    size: int = 1000  # synthetic: images per epoch
+    framing: Literal["culane", "tusimple"] = "culane"  # synthetic: 1640x590 CULane or 1280x720 TuSimple view
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The official CLRNet augmentations (imgaug in the original), each with its probability."""
+
+    flip: float = 0.5
+    channel_shuffle: float = 0.1
+    brightness: float = 0.6
+    brightness_mul: tuple[float, float] = (0.85, 1.15)
+    brightness_add: float = 10.0
+    hue_saturation: float = 0.7
+    hue_saturation_add: float = 10.0
+    blur: float = 0.2  # motion or median blur, kernel 3 or 5
+    affine: float = 0.7
+    translate: float = 0.1  # fraction of the size
+    rotate: float = 10.0  # degrees
+    scale: tuple[float, float] = (0.8, 1.2)
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with a cosine schedule stepped every iteration (no warm-up), as the official configs."""
+
+    epochs: int = 15
+    batch_size: int = 24  # per process
+    lr: float = 6e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
+    ema_decay: float = 0.0  # 0 disables the weight EMA; CLRerNet uses 0.9999
+    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    preset: Literal["culane", "tusimple"] = "culane"
+    type_weight: float = 1.0
+    color_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    """Periodic scoring with the CULane metric (F1 at IoU 0.5 selects the best checkpoint)."""
+
+    datasets: tuple[DatasetConfig, ...] = ()
+    every: int = 0  # iterations between validations; 0: at the end of every epoch
+    batch_size: int = 8
+    conf_threshold: float = 0.4
+    nms_threshold: float = 50.0
+    max_lanes: int = 4
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out: str = "runs/lanes"
+    seed: int = 0
+    workers: int = 2  # data-loading processes per training process (0: load in the main process)
+    threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    log_every: int = 20  # iterations between logged scalars
+    checkpoint_every: int = 500  # iterations between checkpoints (one is always written at the end)
+    keep_checkpoints: int = 2
+
+
+@dataclass(frozen=True)
+class LanesTrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: tuple[DatasetConfig, ...] = (DatasetConfig(),)
+    val: ValidationConfig = field(default_factory=ValidationConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        if not self.train:
+            raise ConfigError("train: at least one dataset is needed")
+        for name, value in (("optim.epochs", self.optim.epochs), ("optim.batch_size", self.optim.batch_size),
+                            ("run.checkpoint_every", self.run.checkpoint_every),
+                            ("run.log_every", self.run.log_every), ("run.keep_checkpoints", self.run.keep_checkpoints)):
+            if value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if not self.optim.lr > 0 or not 0 <= self.optim.ema_decay < 1:
+            raise ConfigError(f"optim.lr must be > 0 and optim.ema_decay in [0, 1), got {self.optim.lr}, "
+                              f"{self.optim.ema_decay}")
+        for dataset in (*self.train, *self.val.datasets):
+            if dataset.kind != "synthetic" and not dataset.root:
+                raise ConfigError(f"a {dataset.kind} dataset needs a root")
+
+
+def to_dict(config: Any) -> Any:
+    """Plain YAML/JSON-ready values (tuples as lists) of a config dataclass."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, tuple):
+        return [to_dict(item) for item in config]
+    return config
+
+
+def from_dict(cls: type, data: Any, where: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking every key and value type."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; expected some of {sorted(names)}")
+    values = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()}
+    try:
+        return cls(**values)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _coerce(hint: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            raise ConfigError(f"{where}: {value!r} is not one of {list(typing.get_args(hint))}")
+        return value
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(args[0], item, f"{where}[{i}]") for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_coerce(arg, item, f"{where}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
+    if origin in (types.UnionType, typing.Union):
+        raise ConfigError(f"{where}: union types are not supported in configs")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported config type {hint}")
+
+
+def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """The YAML tree with `section.key=value` assignments applied (values parsed as YAML)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r} is not of the form section.key=value")
+        node = tree
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {item!r}: {part} is not a section")
+            node = child
+        node[parts[-1]] = yaml.safe_load(raw)
+    return tree
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> LanesTrainConfig:
+    """The validated config of a YAML file (None: the defaults) with overrides applied."""
+    tree: Any = {}
+    if path is not None:
+        try:
+            tree = yaml.safe_load(Path(path).read_text()) or {}
+        except OSError as err:
+            raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return from_dict(LanesTrainConfig, apply_overrides(tree, overrides))

@@ -1,0 +1,28 @@
+"""Turn a run's weights into shipped default weights: fp16 safetensors (half the bytes; the network still
+runs in fp32 after loading) with the metadata json, to which held-out figures can be added."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
+
+_DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes")  # rewritten
+
+
+def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:
+    model, metadata = load_lane_model(weights)
+    info = {key: value for key, value in metadata.items() if key not in _DERIVED}
+    if describe is not None:
+        try:
+            extra = json.loads(Path(describe).read_text())
+        except (OSError, ValueError) as err:
+            raise ModelFileError(f"{describe}: cannot read the metadata to add: {err}") from err
+        if not isinstance(extra, dict):
+            raise ModelFileError(f"{describe}: expected a json object")
+        info |= extra
+    return save_lane_model(out, model, str(info.pop("backbone")), info, dtype=torch.float16)

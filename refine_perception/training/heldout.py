@@ -1,0 +1,111 @@
+"""The held-out test of a lane model: synthetic scenes of a seed no training config uses, scored with the
+official CULane protocol (C++ evaluator rules, 1640x590, per category), the TuSimple protocol (LaneEval
+on the 1280x720 rendering of the same scenes) and the accuracy of the predicted lane type and colour.
+
+The scenes are rendered on the fly (image i depends only on (seed, i), so the split is the same on every
+machine) or read from a split written by `refine-perception data generate lanes --split test`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
+from refine_perception.data.synthetic.parallel import ordered_map
+from refine_perception.metrics.table import format_table
+from refine_perception.metrics.tusimple import tusimple_eval
+from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
+from refine_perception.models.clrnet.predict import LanePredictor
+from refine_perception.models.clrnet.weights import load_lane_model
+from refine_perception.training.config import DatasetConfig
+from refine_perception.training.lane_data import LaneRecord, LaneSource
+from refine_perception.training.lane_eval import predict_records, score_culane
+
+CULANE_CUT = 270
+TUSIMPLE_CUT = 160
+TUSIMPLE_WIDTH = 1280
+
+
+def _render(job: tuple[DatasetConfig, int]) -> LaneRecord:
+    config, index = job
+    return LaneSource(config)[index]
+
+
+def _records(config: DatasetConfig, num: int, workers: int, desc: str, progress: bool) -> Iterator[LaneRecord]:
+    source = LaneSource(config)
+    count = min(num, len(source))
+    if config.kind == "synthetic":
+        return ordered_map(_render, [(config, i) for i in range(count)], workers, progress, desc)
+    return iter(tqdm((source[i] for i in range(count)), total=count, desc=desc, unit="img", disable=not progress))
+
+
+def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: str | Path | None = None,
+                     workers: int = 2, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
+    """Score `weights` on `num` held-out scenes; returns the figures and a printable table."""
+    started = time.perf_counter()
+    model, metadata = load_lane_model(weights)
+    if data is None:
+        culane = DatasetConfig(kind="synthetic", seed=seed, size=num, framing="culane", cut_height=CULANE_CUT)
+        tusimple = DatasetConfig(kind="synthetic", seed=seed, size=num, framing="tusimple", cut_height=TUSIMPLE_CUT)
+    else:
+        root = Path(data)
+        culane = DatasetConfig(kind="culane", root=str(root / "culane"), list_file="list/test.txt", cut_height=CULANE_CUT)
+        tusimple = DatasetConfig(kind="tusimple", root=str(root / "tusimple"), label_files=("test_label.json",),
+                                 cut_height=TUSIMPLE_CUT)
+
+    predictor = LanePredictor(model, DecodeSettings(cut_height=CULANE_CUT))
+    result, tally = score_culane(predictor, _records(culane, num, workers, "CULane protocol", progress),
+                                 batch_size, workers=workers)
+
+    predictor = LanePredictor(model, DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
+    preds: list[TuSimpleRecord] = []
+    gts: list[TuSimpleRecord] = []
+    records = _records(tusimple, num, workers, "TuSimple protocol", progress)
+    for record, prediction in predict_records(predictor, records, batch_size):
+        height, width = record.image.shape[:2]
+        lanes = [sample_lane(lane, H_SAMPLES, width, height) for lane in prediction.lanes]
+        lanes = [lane for lane in lanes if len(lane) >= 2]
+        preds.append(TuSimpleRecord.from_lanes(record.name, lanes, H_SAMPLES, image_width=width))
+        gts.append(TuSimpleRecord.from_lanes(record.name, list(record.lanes), H_SAMPLES, image_width=width))
+    tusimple_result = tusimple_eval(preds, gts)
+
+    categories = [c for c in result.counts if c != "all"]
+    rows = [["category", "images", "F1@50", "F1@75", "mF1"]]
+    for name in ["all", *categories]:
+        rows.append([name, str(result.images[name]), f"{100 * result.f1(0.5, name):.2f}",
+                     f"{100 * result.f1(0.75, name):.2f}", f"{100 * result.mf1(name):.2f}"])
+    seconds = time.perf_counter() - started
+    table = "\n".join([
+        f"held-out synthetic test: {num} scenes of seed {seed}" + (f" from {data}" if data else " (rendered)"),
+        f"weights: {weights} ({metadata.get('backbone')}, input {metadata.get('input_height')}x"
+        f"{metadata.get('input_width')})",
+        "CULane protocol (official C++ rules, 1640x590):",
+        format_table(rows),
+        f"TuSimple protocol (1280x720): accuracy {100 * tusimple_result.accuracy:.2f}  "
+        f"FP {100 * tusimple_result.fp:.2f}  FN {100 * tusimple_result.fn:.2f}  F1 {100 * tusimple_result.f1:.2f}",
+        f"lane type accuracy {100 * tally.type_accuracy:.2f} ({tally.type_total} matched lanes), "
+        f"colour accuracy {100 * tally.color_accuracy:.2f} ({tally.color_total})",
+        f"{seconds:.0f} s",
+    ])
+    return {
+        "weights": str(weights),
+        "sha256": metadata.get("sha256"),
+        "seed": seed,
+        "images": num,
+        "culane": result.to_dict(),
+        "tusimple": tusimple_result.to_dict(),
+        "lane_type_accuracy": tally.type_accuracy,
+        "lane_type_matched": tally.type_total,
+        "lane_colour_accuracy": tally.color_accuracy,
+        "lane_colour_matched": tally.color_total,
+        "seconds": round(seconds, 1),
+        "table": table,
+        "f1_50": result.f1(0.5),
+        "f1_75": result.f1(0.75),
+        "tusimple_accuracy": tusimple_result.accuracy,
+    }

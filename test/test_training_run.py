@@ -1,0 +1,168 @@
+"""End-to-end runs of `refine-train lanes` on a tiny model: the loss falls, a run killed mid-epoch resumes
+to the same weights, and two CPU processes train under torchrun (gloo)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+from refine_perception.data.synthetic.road_dataset import generate_lane_dataset
+from refine_perception.models.clrnet.weights import load_lane_model
+from refine_perception.training.config import LanesTrainConfig, from_dict
+from refine_perception.training.trainer import LaneTrainer, _epoch_batches
+
+NO_AUGMENT = {"flip": 0.0, "channel_shuffle": 0.0, "brightness": 0.0, "hue_saturation": 0.0, "blur": 0.0,
+              "affine": 0.0}
+
+
+@pytest.fixture(scope="module")
+def road(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("road")
+    generate_lane_dataset(root, 8, seed=21, split="train", workers=1, formats=("culane",), progress=False)
+    return root / "culane"
+
+
+def tiny_config(road: Path, out: Path, **sections: dict) -> dict:
+    tree: dict = {
+        "model": {"backbone": "resnet18", "input_height": 64, "input_width": 160},
+        "train": [{"kind": "culane", "root": str(road), "list_file": "list/train_gt.txt"}],
+        "optim": {"epochs": 3, "batch_size": 2, "lr": 1e-3, "ema_decay": 0.99, "grad_clip": 5.0},
+        "run": {"out": str(out), "workers": 0, "log_every": 1, "checkpoint_every": 100, "threads": 1},
+    }
+    for name, values in sections.items():
+        tree[name] = {**tree.get(name, {}), **values}
+    return tree
+
+
+def write_config(path: Path, tree: dict) -> Path:
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+def train_cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "refine_perception.training", "lanes", "--no-progress", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def read_scalars(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "scalars.jsonl").read_text().splitlines()]
+
+
+def test_loss_falls_and_run_files(road: Path, tmp_path: Path) -> None:
+    tree = tiny_config(road, tmp_path / "run", augment=NO_AUGMENT, optim={"epochs": 6, "lr": 2e-3},
+                       val={"datasets": [{"kind": "culane", "root": str(road), "list_file": "list/train.txt"}],
+                            "every": 12, "batch_size": 4})
+    trainer = LaneTrainer(from_dict(LanesTrainConfig, tree), progress=False)
+    final = trainer.fit()
+    losses = [entry["loss"] for entry in read_scalars(tmp_path / "run") if entry["group"] == "train"]
+    assert len(losses) == trainer.total_steps == 24
+    first, last = sum(losses[:4]) / 4, sum(losses[-4:]) / 4
+    assert last < 0.7 * first, f"loss did not fall: {first:.3f} -> {last:.3f}"
+    # validation ran twice, drew the curves, and kept the best weights; the final weights load back
+    assert [h["step"] for h in trainer.history] == [12, 24]
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
+    model, meta = load_lane_model(final)
+    assert model.input_size == (64, 160) and meta["training"]["step"] == 24
+    load_lane_model(tmp_path / "run" / "best.safetensors")
+
+
+def test_refuses_to_overwrite_a_run(road: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "c.yaml", tiny_config(road, tmp_path / "run", optim={"epochs": 1}))
+    first = train_cli("--config", str(config))
+    assert first.wait(timeout=300) == 0, first.stdout.read()
+    again = train_cli("--config", str(config))
+    assert again.wait(timeout=300) == 2
+    assert "--resume" in again.stdout.read()
+
+
+def _final_state(out: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(out / "final.safetensors"))
+
+
+def test_killed_mid_epoch_resumes_to_identical_weights(road: Path, tmp_path: Path) -> None:
+    # 8 images / batch 2 = 4 steps per epoch; checkpoints at steps 3, 6, 9 fall inside epochs
+    overrides = {"run": {"checkpoint_every": 3, "workers": 1}, "optim": {"epochs": 3}}
+    whole = write_config(tmp_path / "whole.yaml", tiny_config(road, tmp_path / "whole", **overrides))
+    broken = write_config(tmp_path / "broken.yaml", tiny_config(road, tmp_path / "broken", **overrides))
+    assert train_cli("--config", str(whole)).wait(timeout=300) == 0
+
+    process = train_cli("--config", str(broken))
+    latest = tmp_path / "broken" / "checkpoints" / "latest"
+    deadline = time.monotonic() + 300
+    while not (latest.is_file() and latest.read_text().strip() >= "iter_00000006"):
+        assert process.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    assert not (tmp_path / "broken" / "final.safetensors").exists()
+    resumed_from = int(latest.read_text().strip().removeprefix("iter_"))
+    assert resumed_from % 4 != 0  # mid-epoch
+
+    resumed = train_cli("--config", str(broken), "--resume")
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert f"resumed {tmp_path / 'broken'} at step {resumed_from}" in output
+    expected, actual = _final_state(tmp_path / "whole"), _final_state(tmp_path / "broken")
+    assert expected.keys() == actual.keys()
+    different = [key for key in expected if not torch.equal(expected[key], actual[key])]
+    assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
+    steps = [e["step"] for e in read_scalars(tmp_path / "broken") if e["group"] == "train"]
+    assert steps == list(range(1, 13))  # the steps redone after the kill are logged once
+
+
+def test_epoch_batches_split_data_between_ranks() -> None:
+    ranks = [_epoch_batches(23, 3, 2, rank, seed=4, epoch=1) for rank in range(2)]
+    assert all(len(batches) == 23 // 6 for batches in ranks)
+    seen = [i for batches in ranks for batch in batches for i in batch]
+    assert len(seen) == len(set(seen)) == 18
+    assert _epoch_batches(23, 3, 2, 0, seed=4, epoch=1) == ranks[0]
+    assert _epoch_batches(23, 3, 2, 0, seed=4, epoch=2) != ranks[0]
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes(road: Path, tmp_path: Path) -> None:
+    config = write_config(tmp_path / "ddp.yaml", tiny_config(road, tmp_path / "ddp", optim={"epochs": 2}))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                "-m", "refine_perception.training", "lanes", "--no-progress", "--config", str(config)]
+    run = subprocess.run(torchrun, capture_output=True, text=True, env=env, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    state = json.loads((tmp_path / "ddp" / "checkpoints" / "iter_00000004" / "state.json").read_text())
+    assert state["world"] == 2 and state["total_steps"] == 4  # 8 images / (2 per process x 2) x 2 epochs
+    model, meta = load_lane_model(tmp_path / "ddp" / "final.safetensors")
+    assert meta["training"]["processes"] == 2
+    # a single process cannot continue a two-process run: the schedule would differ
+    single = train_cli("--config", str(config), "--resume")
+    output, _ = single.communicate(timeout=300)
+    assert single.returncode == 2 and "processes" in output
+
+
+def test_heldout_command_prints_every_protocol(tmp_path: Path) -> None:
+    from refine_perception.models.clrnet.model import CLRNet
+    from refine_perception.models.clrnet.weights import save_lane_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "m.safetensors"
+    save_lane_model(weights, CLRNet("resnet18", 5, (64, 160)).eval(), "resnet18", {"cut_height": 270})
+    run = subprocess.run([sys.executable, "-m", "refine_perception.training", "evaluate", "lanes", "--weights",
+                          str(weights), "--num", "3", "--seed", "2", "--workers", "1", "--no-progress", "--json",
+                          "--out", str(tmp_path / "report.json")], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report == json.loads((tmp_path / "report.json").read_text())
+    assert report["images"] == 3 and report["culane"]["categories"]["all"]["images"] == 3
+    assert report["tusimple"]["images"] == 3
+    assert {"F1@50", "F1@75"} <= set(report["table"].replace("\n", " ").split())
+    assert "lane type accuracy" in report["table"]
