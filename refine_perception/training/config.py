@@ -9,6 +9,7 @@ as YAML scalars (`--set optim.lr=3e-4`, `--set run.out=runs/x`).
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+
+_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 class ConfigError(ValueError):
@@ -130,6 +134,12 @@ class LanesTrainConfig:
         if not self.optim.lr > 0 or not 0 <= self.optim.ema_decay < 1:
             raise ConfigError(f"optim.lr must be > 0 and optim.ema_decay in [0, 1), got {self.optim.lr}, "
                               f"{self.optim.ema_decay}")
+        for name in ("flip", "channel_shuffle", "brightness", "hue_saturation", "blur", "affine"):
+            probability = getattr(self.augment, name)
+            if not 0.0 <= probability <= 1.0:
+                raise ConfigError(f"augment.{name} is a probability, got {probability}")
+        if self.run.workers < 0 or self.run.threads < 0:
+            raise ConfigError(f"run.workers and run.threads must be >= 0, got {self.run.workers}, {self.run.threads}")
         for dataset in (*self.train, *self.val.datasets):
             if dataset.kind != "synthetic" and not dataset.root:
                 raise ConfigError(f"a {dataset.kind} dataset needs a root")
@@ -150,7 +160,7 @@ def from_dict(cls: type, data: Any, where: str = "") -> Any:
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(str(key) for key in set(data) - names)
     if unknown:
         raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; expected some of {sorted(names)}")
     values = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()}
@@ -190,6 +200,8 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
         return value
     if hint is float:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value):
+            return float(value)  # YAML 1.1 reads 3e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
         return float(value)
@@ -213,7 +225,10 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
             if not isinstance(child, dict):
                 raise ConfigError(f"override {item!r}: {part} is not a section")
             node = child
-        node[parts[-1]] = yaml.safe_load(raw)
+        try:
+            node[parts[-1]] = yaml.safe_load(raw)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"override {item!r}: the value is not valid YAML: {err}") from err
     return tree
 
 

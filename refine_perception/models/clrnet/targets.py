@@ -53,13 +53,18 @@ def encode_lanes(
     lanes: Sequence[np.ndarray], img_w: int = IMG_W, img_h: int = IMG_H
 ) -> tuple[np.ndarray, np.ndarray]:
     """(G, 78) float32 targets of the lanes (each (N, 2) in label-space pixels) that keep at least two
-    rows inside the image, and the indices of those lanes in `lanes`."""
+    rows inside the image, and the indices of those lanes in `lanes`. Lanes too short or outside the
+    image are dropped (augmentation legitimately pushes lanes out); malformed ones raise ValueError."""
     rows: list[np.ndarray] = []
     kept: list[int] = []
     strip = img_h / N_STRIPS
     for index, lane in enumerate(lanes):
         lane = np.asarray(lane, dtype=np.float64)
-        if lane.ndim != 2 or lane.shape[1] != 2 or len(np.unique(lane[:, 1])) < 2:
+        if lane.ndim != 2 or lane.shape[1] != 2:
+            raise ValueError(f"lane {index} must be an (N, 2) array of points, got shape {lane.shape}")
+        if not np.isfinite(lane).all():
+            raise ValueError(f"lane {index} contains NaN or infinite coordinates")
+        if len(np.unique(lane[:, 1])) < 2:
             continue
         xs = lane_row_xs(lane, img_h)
         inside = np.isfinite(xs) & (xs >= 0) & (xs < img_w)

@@ -88,6 +88,8 @@ def load_lane_model(path: str | Path, device: str | torch.device = "cpu") -> tup
             metadata = json.loads(meta_file.read_text())
         except ValueError as err:
             raise ModelFileError(f"{meta_file}: not valid json: {err}") from err
+        if not isinstance(metadata, dict):
+            raise ModelFileError(f"{meta_file}: expected a json object, got {type(metadata).__name__}")
         expected = metadata.get("sha256")
         if expected is not None and sha256(path) != expected:
             raise ModelFileError(f"{path}: SHA-256 differs from {meta_file.name}; the weights file was changed "
