@@ -200,3 +200,22 @@ def test_onnx_export_matches_torch(resnet18_model: CLRNet, tmp_path: Path, dynam
     for got, want in zip(_onnx_outputs(path, images), expected):
         assert got.shape == tuple(want.shape)
         np.testing.assert_allclose(got, want.numpy(), atol=1e-4, rtol=0)
+
+
+def test_lighter_head_and_smaller_input(tmp_path: Path) -> None:
+    from refine_perception.models.clrnet.weights import load_lane_model, save_lane_model
+
+    torch.manual_seed(0)
+    model = CLRNet("resnet18", 5, (64, 160), num_priors=96, sample_points=18).eval()
+    images = torch.rand(2, 3, 64, 160)
+    with torch.no_grad():
+        out = model(images)
+    assert tuple(out.lanes.shape) == (2, 96, 78) and tuple(out.types.shape) == (2, 96, 5)
+    assert model.head.roi_gather.fc.in_features == 18 * 64
+    save_lane_model(tmp_path / "lite.safetensors", model, "resnet18", {"cut_height": 270})
+    loaded, meta = load_lane_model(tmp_path / "lite.safetensors")
+    assert (meta["num_priors"], meta["sample_points"]) == (96, 18)
+    with torch.no_grad():
+        assert torch.equal(loaded(images).lanes, out.lanes)
+    with pytest.raises(ValueError, match="input_size"):
+        CLRNet("resnet18", 5, (70, 160))

@@ -75,7 +75,8 @@ def test_json_describes_the_file(saved: tuple) -> None:
     # the weights file alone carries the architecture and pre-processing, not the descriptive extras
     header = json.loads(header_of(path)["refine"])
     assert header == {"format": "refine_perception.clrnet/1", "backbone": "resnet18", "input_height": 64,
-                      "input_width": 160, "num_seg_classes": 5, "cut_height": 270, "ori_width": 1640,
+                      "input_width": 160, "num_seg_classes": 5, "num_priors": 192, "sample_points": 36,
+                      "cut_height": 270, "ori_width": 1640,
                       "ori_height": 590}
 
 

@@ -33,6 +33,8 @@ class ModelConfig:
     input_height: int = 320
     input_width: int = 800
     num_seg_classes: int = 5  # background + lane positions 1..4 (CULane); TuSimple configs use 7
+    num_priors: int = 192  # the paper's; the head's cost grows with num_priors x sample_points
+    sample_points: int = 36
     init: str = ""  # start from these weights (a refine-train .safetensors of the same architecture), e.g. to fine-tune
 
 

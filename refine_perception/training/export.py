@@ -11,7 +11,8 @@ import torch
 
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
 
-_DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes")  # rewritten
+_DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
+            "num_priors", "sample_points")  # rewritten
 
 
 def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:

@@ -123,7 +123,7 @@ class LaneTrainer:
         torch.manual_seed(config.run.seed)
         m = config.model
         self.input_size = (m.input_height, m.input_width)
-        self.model = CLRNet(m.backbone, m.num_seg_classes, self.input_size)
+        self.model = CLRNet(m.backbone, m.num_seg_classes, self.input_size, m.num_priors, m.sample_points)
         if m.init:
             self._initialise(Path(m.init))
         self.model.to(self.env.device)

@@ -63,17 +63,18 @@ class CLRHead(nn.Module):
     official layout, plus type (B, 192, 5) and colour (B, 192, 3) logits of the last stage.
     """
 
-    def __init__(self, channels: int = 64, num_seg_classes: int = 5) -> None:
+    def __init__(self, channels: int = 64, num_seg_classes: int = 5, num_priors: int = NUM_PRIORS,
+                 sample_points: int = SAMPLE_POINTS) -> None:
         super().__init__()
-        self.prior_embeddings = nn.Embedding(NUM_PRIORS, 3)
+        self.prior_embeddings = nn.Embedding(num_priors, 3)
         with torch.no_grad():
-            self.prior_embeddings.weight.copy_(init_prior_params(NUM_PRIORS))
+            self.prior_embeddings.weight.copy_(init_prior_params(num_priors))
         # the pooling points run from the top of the image down, the order the official weights expect
-        rows = sample_indices().flip(0)
+        rows = sample_indices(sample_points).flip(0)
         self.register_buffer("sample_rows", rows, persistent=False)
         self.register_buffer("sample_ys", prior_ys()[rows], persistent=False)
 
-        self.roi_gather = ROIGather(channels, NUM_PRIORS, SAMPLE_POINTS, HIDDEN_DIM, STAGES)
+        self.roi_gather = ROIGather(channels, num_priors, sample_points, HIDDEN_DIM, STAGES)
         self.cls_modules = _mlp(HIDDEN_DIM)
         self.reg_modules = _mlp(HIDDEN_DIM)
         self.cls_layers = nn.Linear(HIDDEN_DIM, 2)

@@ -5,7 +5,9 @@ mean/std); feeding 0..255 pixels gives empty outputs, so the expected range is p
 
 The input is 320x800 as in the paper, or smaller for cheaper models (`input_size`). Lanes are always
 expressed in the 800x320 label space the priors, the loss and the decoding are defined in: outputs are
-normalised coordinates, so a 160x400 model predicts the same quantities from a coarser image. In eval mode the forward has no data-dependent
+normalised coordinates, so a 160x400 model predicts the same quantities from a coarser image.
+`num_priors` (192) and `sample_points` (36 per prior) are the paper's; the head's cost grows with
+their product, so CPU-sized models may use fewer. In eval mode the forward has no data-dependent
 control flow, so `torch.onnx.export` traces it into one graph with a free batch axis; decoding and lane
 NMS stay outside the graph.
 """
@@ -19,7 +21,7 @@ from torch import nn
 
 from refine_perception.models.backbones import build_backbone
 from refine_perception.models.clrnet.head import CLRHead
-from refine_perception.models.clrnet.priors import IMG_H, IMG_W
+from refine_perception.models.clrnet.priors import IMG_H, IMG_W, NUM_PRIORS, SAMPLE_POINTS
 from refine_perception.models.fpn import FPN
 
 FPN_CHANNELS = 64
@@ -49,7 +51,12 @@ class CLRNet(nn.Module):
     """Lane detector returning `CLRNetTrainOutput` in training mode and `CLRNetOutput` in eval mode."""
 
     def __init__(
-        self, backbone: str = "resnet18", num_seg_classes: int = 5, input_size: tuple[int, int] = (IMG_H, IMG_W)
+        self,
+        backbone: str = "resnet18",
+        num_seg_classes: int = 5,
+        input_size: tuple[int, int] = (IMG_H, IMG_W),
+        num_priors: int = NUM_PRIORS,
+        sample_points: int = SAMPLE_POINTS,
     ) -> None:
         super().__init__()
         height, width = input_size
@@ -59,7 +66,7 @@ class CLRNet(nn.Module):
         self.input_size = (int(height), int(width))
         self.backbone = build_backbone(backbone)
         self.neck = FPN(self.backbone.out_channels, FPN_CHANNELS)
-        self.head = CLRHead(FPN_CHANNELS, num_seg_classes)
+        self.head = CLRHead(FPN_CHANNELS, num_seg_classes, num_priors, sample_points)
 
     def forward(self, images: torch.Tensor) -> CLRNetOutput | CLRNetTrainOutput:
         # under ONNX tracing the shapes are fixed by the example input, so the check is for eager callers

@@ -27,10 +27,13 @@ def prior_ys() -> torch.Tensor:
     return torch.linspace(1.0, 0.0, NUM_POINTS, dtype=torch.float32)
 
 
-def sample_indices() -> torch.Tensor:
-    """The 36 of the 72 rows where prior features are pooled (the official `long(linspace(0, 1, 36) * 71)`,
-    computed in float32 as the official buffer is, so the truncation lands on the same rows)."""
-    return (torch.linspace(0.0, 1.0, SAMPLE_POINTS, dtype=torch.float32) * N_STRIPS).long()
+def sample_indices(sample_points: int = SAMPLE_POINTS) -> torch.Tensor:
+    """The rows (36 of the 72 officially) where prior features are pooled: the official
+    `long(linspace(0, 1, 36) * 71)`, computed in float32 as the official buffer is, so the truncation
+    lands on the same rows."""
+    if not 2 <= sample_points <= NUM_POINTS:
+        raise ValueError(f"sample_points must be in [2, {NUM_POINTS}], got {sample_points}")
+    return (torch.linspace(0.0, 1.0, sample_points, dtype=torch.float32) * N_STRIPS).long()
 
 
 def init_prior_params(num_priors: int = NUM_PRIORS) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from refine_perception.models.clrnet.model import CLRNet
 
 FORMAT = "refine_perception.clrnet/1"
-ARCHITECTURE_KEYS = ("backbone", "input_height", "input_width", "num_seg_classes")
+ARCHITECTURE_KEYS = ("backbone", "input_height", "input_width", "num_seg_classes", "num_priors", "sample_points")
 
 
 class ModelFileError(ValueError):
@@ -43,6 +43,8 @@ def architecture(model: CLRNet, backbone: str) -> dict[str, Any]:
         "input_height": model.input_size[0],
         "input_width": model.input_size[1],
         "num_seg_classes": model.head.seg_decoder.conv.out_channels,
+        "num_priors": model.head.prior_embeddings.num_embeddings,
+        "sample_points": len(model.head.sample_rows),
     }
 
 
@@ -107,7 +109,8 @@ def load_lane_model(path: str | Path, device: str | torch.device = "cpu") -> tup
         raise ModelFileError(f"{path}: header lacks {missing}")
     try:
         model = CLRNet(header["backbone"], int(header["num_seg_classes"]),
-                       (int(header["input_height"]), int(header["input_width"])))
+                       (int(header["input_height"]), int(header["input_width"])),
+                       int(header["num_priors"]), int(header["sample_points"]))
         model.load_state_dict({key: value.float() if value.is_floating_point() else value
                                for key, value in state.items()}, strict=True)
     except (RuntimeError, ValueError) as err:
