@@ -69,8 +69,9 @@ class CLRNet(nn.Module):
         self.head = CLRHead(FPN_CHANNELS, num_seg_classes, num_priors, sample_points)
 
     def forward(self, images: torch.Tensor) -> CLRNetOutput | CLRNetTrainOutput:
-        # under ONNX tracing the shapes are fixed by the example input, so the check is for eager callers
-        if not torch.jit.is_tracing():
+        # eager callers only: under ONNX tracing the shapes are fixed by the example input, and inside a
+        # CUDA graph capture reading the NaN check back to the host is not allowed
+        if not torch.jit.is_tracing() and not (images.is_cuda and torch.cuda.is_current_stream_capturing()):
             _check_images(images, self.input_size)
         features = self.neck(self.backbone(images))
         stages, types, colors = self.head(features)
