@@ -33,6 +33,7 @@ setup(
             "camera_source = refine_perception.ros.camera_source:main",
             "image_converter = refine_perception.ros.image_converter:main",
             "topic_monitor = refine_perception.ros.topic_monitor:main",
+            "lane_detector = refine_perception.ros.lane_detector:main",
         ],
     },
 )

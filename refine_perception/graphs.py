@@ -39,14 +39,24 @@ class Arg:
 
 
 @dataclass(frozen=True)
+class ArgTopic:
+    """A remapping target taken from a launch argument, plus a suffix (e.g. "/compressed")."""
+
+    arg: Arg
+    suffix: str = ""
+
+
+@dataclass(frozen=True)
 class NodeSpec:
-    """One node of a graph. Remappings and parameters may take their value from a launch argument."""
+    """One node of a graph. Remappings and parameters may take their value from a launch argument;
+    `enabled_by` names a true/false argument that decides whether the node starts at all."""
 
     executable: str  # console script of this package, also what launch_ros runs
     name: str
     params_file: str  # file name in config/
-    remappings: tuple[tuple[str, str], ...] = ()
+    remappings: tuple[tuple[str, str | ArgTopic], ...] = ()
     parameters: tuple[tuple[str, Arg], ...] = ()
+    enabled_by: Arg | None = None
 
     @property
     def params_arg(self) -> Arg:
@@ -100,6 +110,12 @@ RATE = Arg("rate_hz", "", "Camera rate in Hz, 0 = lock-step with the consumer (e
 FRAMES = Arg("max_frames", "", "Stop the camera after this many frames, 0 = no limit (empty: params file)", kind=int)
 TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: params file)", ("", "raw", "compressed"))
 
+IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the lane detector reads (+ /compressed)")
+CAMERA_INFO_TOPIC = Arg("camera_info_topic", "camera/camera_info", "CameraInfo topic matched to the images")
+BACKEND = Arg("backend", "", "Inference backend (empty: params file)", ("", "auto", "torch", "onnxruntime", "tensorrt"))
+LANES_TRANSPORT = Arg("transport", "raw", "Image transport between camera and detector", ("raw", "compressed"))
+CAMERA = Arg("camera", "true", "Start our camera_source (false: bring your own camera on image_topic)",
+             ("true", "false"), kind=bool)
 CAMERA_REMAPS = (
     ("image_raw", "camera/image_raw"),
     ("image_raw/compressed", "camera/image_raw/compressed"),
@@ -131,6 +147,33 @@ GRAPHS: dict[str, Graph] = {
             ),
             args=(SOURCE, RATE, FRAMES, TRANSPORT),
         ),
+        Graph(
+            "lanes",
+            "The lane detector on a camera topic (by default our camera source playing the synthetic drive)",
+            nodes=(
+                NodeSpec(
+                    "camera_source",
+                    "camera_source",
+                    "camera_source.yaml",
+                    remappings=CAMERA_REMAPS,
+                    parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES),
+                                ("transport", LANES_TRANSPORT)),
+                    enabled_by=CAMERA,
+                ),
+                NodeSpec(
+                    "lane_detector",
+                    "lane_detector",
+                    "lanes.yaml",
+                    remappings=(
+                        ("image_raw", ArgTopic(IMAGE_TOPIC)),
+                        ("image_raw/compressed", ArgTopic(IMAGE_TOPIC, "/compressed")),
+                        ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
+                    ),
+                    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
+                ),
+            ),
+            args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND),
+        ),
     )
 }
 
@@ -153,6 +196,11 @@ def plan(graph_name: str, values: dict[str, str], config_dir: str | Path) -> lis
     resolved = {name: values.get(name, arg.default) for name, arg in known.items()}
     plans = []
     for node in graph.nodes:
+        if node.enabled_by is not None and not node.enabled_by.parse(resolved[node.enabled_by.name]):
+            continue
+        remappings = tuple(
+            (src, dst if isinstance(dst, str) else resolved[dst.arg.name] + dst.suffix) for src, dst in node.remappings
+        )
         overrides: dict[str, Any] = {"use_sim_time": resolved["use_sim_time"] == "true"}
         for param, arg in node.parameters:
             if resolved[arg.name] != "":
@@ -164,7 +212,7 @@ def plan(graph_name: str, values: dict[str, str], config_dir: str | Path) -> lis
                 namespace=resolved["namespace"],
                 params_file=Path(resolved[node.params_arg.name] or Path(config_dir) / node.params_file),
                 overrides=overrides,
-                remappings=node.remappings,
+                remappings=remappings,
                 log_level=resolved["log_level"],
             )
         )

@@ -8,16 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -38,35 +35,6 @@ def image_folder(tmp_path) -> Path:
         cv2.putText(image, str(i), (20, 45), cv2.FONT_HERSHEY_SIMPLEX, 1.5, (255, 255, 255), 3)
         cv2.imwrite(str(tmp_path / f"{i:02d}.png"), image)
     return tmp_path
-
-
-@pytest.fixture()
-def ros():
-    rclpy.init(args=[])
-    executor = SingleThreadedExecutor()
-    nodes = []
-
-    class Ros:
-        def add(self, node):
-            nodes.append(node)
-            executor.add_node(node)
-            return node
-
-        def probe(self, name: str = "probe"):
-            return self.add(rclpy.create_node(name))
-
-        def spin_until(self, condition: Callable[[], bool], timeout: float = 15.0) -> bool:
-            deadline = time.monotonic() + timeout
-            while not condition() and time.monotonic() < deadline:
-                executor.spin_once(timeout_sec=0.05)
-            return condition()
-
-    yield Ros()
-    for node in nodes:
-        executor.remove_node(node)
-        (node.close if hasattr(node, "close") else node.destroy_node)()
-    executor.shutdown()
-    rclpy.try_shutdown()
 
 
 def ros_args(*params: str) -> dict:

@@ -105,6 +105,7 @@ class LaneBackend(ABC):
 
     def __init__(self, input_size: tuple[int, int]) -> None:
         self.input_size = input_size
+        self.metadata: dict[str, Any] = {}  # the model file's metadata (set by open_lane_backend)
 
     def __call__(self, images: np.ndarray) -> LaneArrays:
         check_batch(images, self.input_size)
@@ -448,6 +449,12 @@ def _auto_choice(config: BackendConfig) -> str:
 def open_lane_backend(weights: str | Path, config: BackendConfig = BackendConfig()) -> LaneBackend:
     """Load the CLRNet at `weights` into the backend `config` asks for (exporting and building cached
     files as needed)."""
+    backend = _open(weights, config)
+    backend.metadata = load_lane_model(weights)[1]
+    return backend
+
+
+def _open(weights: str | Path, config: BackendConfig) -> LaneBackend:
     name = _auto_choice(config) if config.backend == "auto" else config.backend
     if name == "torch":
         model, _ = load_lane_model(weights)

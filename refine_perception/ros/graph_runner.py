@@ -23,6 +23,7 @@ NODE_CLASSES = {
     "camera_source": "refine_perception.ros.camera_source:CameraSource",
     "image_converter": "refine_perception.ros.image_converter:ImageConverter",
     "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
+    "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
 }
 
 
@@ -35,18 +36,23 @@ def node_class(executable: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def config_dir() -> Path:
-    """config/ of the installed package (the same files launch files use). Found through the ament
-    index, or in this interpreter's prefix when no ROS environment is sourced (the ./dev venv)."""
+def share_dir() -> Path:
+    """share/refine_perception of the installed package (config/, models/, launch/). Found through the
+    ament index, or in this interpreter's prefix when no ROS environment is sourced (the ./dev venv)."""
     from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
 
     try:
-        return Path(get_package_share_directory(PACKAGE)) / "config"
+        return Path(get_package_share_directory(PACKAGE))
     except (OSError, PackageNotFoundError):
-        fallback = Path(sys.prefix) / "share" / PACKAGE / "config"
+        fallback = Path(sys.prefix) / "share" / PACKAGE
         if fallback.is_dir():
             return fallback
         raise
+
+
+def config_dir() -> Path:
+    """config/ of the installed package: the same params files the launch files use."""
+    return share_dir() / "config"
 
 
 def run_nodes(

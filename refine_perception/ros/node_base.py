@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import SimpleNamespace
 from typing import Any, ClassVar
 
@@ -34,6 +35,7 @@ from rclpy.qos import (
 )
 
 from refine_perception.core.image_codec import ImageFormatError
+from refine_perception.core.sync import ApproximateTimeSync, StampError
 from refine_perception.core.stats import FrameCounters, LatencyWindow, RateMeter
 
 ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
@@ -139,6 +141,7 @@ class PerceptionNode(Node):
         self.latency = LatencyWindow()
         self.backend = ""
         self._workers: list[_LatestFrameWorker] = []
+        self._syncs: list[ApproximateTimeSync] = []
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self.publish_diagnostics)
 
@@ -167,6 +170,46 @@ class PerceptionNode(Node):
         worker = _LatestFrameWorker(self, handler, topic)
         self._workers.append(worker)
         self.create_subscription(msg_type, topic, worker.offer, self.input_qos())
+
+    def subscribe_frame_pairs(self, msg_type: type, topic: str, info_type: type, info_topic: str,
+                              handler: Callable[[Any, Any], None], slop: float, queue_size: int = 10) -> None:
+        """Like `subscribe_frames`, for an image and its CameraInfo matched by stamp (approximate time).
+
+        message_filters' ApproximateTimeSynchronizer is used where it is installed; elsewhere (it is not
+        on PyPI) our `core.sync.ApproximateTimeSync`, which keeps its contract. Unmatched messages are
+        dropped by the synchroniser and counted there; matched pairs go through the newest-frame worker.
+        """
+        worker = _LatestFrameWorker(self, lambda pair: handler(*pair), topic)
+        self._workers.append(worker)
+        qos = self.input_qos()
+
+        def matched(image: Any, info: Any) -> None:
+            worker.offer((image, info))
+
+        try:
+            import message_filters
+        except ImportError:
+            sync = ApproximateTimeSync(2, queue_size, slop, matched)
+            self._syncs.append(sync)
+            for index, (kind, name) in enumerate(((msg_type, topic), (info_type, info_topic))):
+                self.create_subscription(kind, name, partial(self._sync_input, sync, index, name), qos)
+            return
+        subscribers = [message_filters.Subscriber(self, msg_type, topic, qos_profile=qos),
+                       message_filters.Subscriber(self, info_type, info_topic, qos_profile=qos)]
+        synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop)
+        synchronizer.registerCallback(matched)
+        self._message_filters = (subscribers, synchronizer)  # keep them alive with the node
+
+    def _sync_input(self, sync: ApproximateTimeSync, index: int, topic: str, msg: Any) -> None:
+        try:
+            sync.add(index, msg)
+        except StampError as error:
+            self.counters.count_dropped("malformed")
+            self.get_logger().warning(f"dropped a message on {topic}: {error}", throttle_duration_sec=1.0)
+
+    def unmatched(self) -> int:
+        """Messages our stamp synchronisers dropped without a partner (message_filters does not say)."""
+        return sum(sum(sync.dropped) for sync in self._syncs)
 
     def frame_failed(self, topic: str, error: BaseException) -> None:
         """Count and log a frame the handler could not process; the node goes on with the next one."""

@@ -58,11 +58,11 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         tusimple = DatasetConfig(kind="tusimple", root=str(root / "tusimple"), label_files=("test_label.json",),
                                  cut_height=TUSIMPLE_CUT)
 
-    predictor = LanePredictor(model, DecodeSettings(cut_height=CULANE_CUT))
+    predictor = LanePredictor.from_model(model, DecodeSettings(cut_height=CULANE_CUT))
     result, tally = score_culane(predictor, _records(culane, num, workers, "CULane protocol", progress),
                                  batch_size, workers=workers)
 
-    predictor = LanePredictor(model, DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
+    predictor = LanePredictor.from_model(model, DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
     preds: list[TuSimpleRecord] = []
     gts: list[TuSimpleRecord] = []
     records = _records(tusimple, num, workers, "TuSimple protocol", progress)

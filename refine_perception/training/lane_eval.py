@@ -120,6 +120,6 @@ def evaluate_culane(model: CLRNet, config: ValidationConfig, device: torch.devic
         records.append(source[i] for i in range(len(source)))
     settings = DecodeSettings(cut_height=cut_heights.pop(), conf_threshold=config.conf_threshold,
                               nms_threshold=config.nms_threshold, max_lanes=config.max_lanes)
-    predictor = LanePredictor(model, settings, device)
+    predictor = LanePredictor.from_model(model, settings, device)
     result, _ = score_culane(predictor, (r for source in records for r in source), config.batch_size)
     return result

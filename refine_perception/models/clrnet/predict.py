@@ -8,7 +8,7 @@ back to its own size.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,25 +49,42 @@ def decode_output(lanes: np.ndarray, types: np.ndarray, colors: np.ndarray,
     return LanePrediction(decoded.lanes, decoded.scores, type_idx, type_p, color_idx, color_p)
 
 
-class LanePredictor:
-    """Runs a CLRNet on BGR uint8 camera images; `settings` gives cut height and decoding thresholds
-    (its original size is replaced by each image's own)."""
+Network = Callable[[np.ndarray], Sequence[np.ndarray]]  # (B, 3, H, W) float32 -> lanes, types, colours
 
-    def __init__(self, model: CLRNet, settings: DecodeSettings, device: str | torch.device = "cpu") -> None:
-        self.model = model.to(device).eval()
-        self.settings = settings
-        self.device = torch.device(device)
 
-    def inputs(self, images: Sequence[np.ndarray]) -> torch.Tensor:
-        batch = np.stack([crop_resize(image, self.settings.cut_height, self.model.input_size) for image in images])
-        return torch.from_numpy(to_network(batch)).to(self.device)
+def torch_network(model: CLRNet, device: str | torch.device = "cpu") -> Network:
+    """A CLRNet as a Network, run eagerly on `device` (the lanes node's backends offer faster ones)."""
+    model = model.to(device).eval()
 
     @torch.inference_mode()
+    def run(batch: np.ndarray) -> Sequence[np.ndarray]:
+        output: CLRNetOutput = model(torch.from_numpy(batch).to(device))
+        return [t.float().cpu().numpy() for t in output]
+
+    return run
+
+
+class LanePredictor:
+    """Runs a network on BGR uint8 camera images; `settings` gives cut height and decoding thresholds
+    (its original size is replaced by each image's own)."""
+
+    def __init__(self, network: Network, input_size: tuple[int, int], settings: DecodeSettings) -> None:
+        self.network = network
+        self.input_size = input_size
+        self.settings = settings
+
+    @classmethod
+    def from_model(cls, model: CLRNet, settings: DecodeSettings, device: str | torch.device = "cpu") -> LanePredictor:
+        return cls(torch_network(model, device), model.input_size, settings)
+
+    def inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        batch = np.stack([crop_resize(image, self.settings.cut_height, self.input_size) for image in images])
+        return to_network(batch)
+
     def __call__(self, images: Sequence[np.ndarray]) -> list[LanePrediction]:
         if not images:
             return []
-        output: CLRNetOutput = self.model(self.inputs(images))
-        lanes, types, colors = (t.float().cpu().numpy() for t in output)
+        lanes, types, colors = self.network(self.inputs(images))
         return [
             decode_output(lanes[k], types[k], colors[k],
                           dataclasses.replace(self.settings, ori_width=image.shape[1], ori_height=image.shape[0]))
