@@ -162,3 +162,26 @@ def test_data_generate_lanes_and_preview(tmp_path):
         out = tmp_path / f"{kind}.png"
         assert run("data", "preview", kind, "--count", "2", "--out", str(out)).returncode == 0
         assert cv2.imread(str(out)) is not None
+
+
+def test_engines_prepares_the_onnx_cache_and_explains_missing_tensorrt(tmp_path):
+    import torch
+
+    from refine_perception.models.clrnet.model import CLRNet
+    from refine_perception.models.clrnet.weights import save_lane_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_lane_model(weights, CLRNet("resnet18", 5, (64, 160), num_priors=32, sample_points=8).eval(), "resnet18", {})
+    cache = tmp_path / "cache"
+    first = run("engines", "--model", str(weights), "--cache-dir", str(cache))
+    assert first.returncode == 0, first.stderr
+    exported = sorted(cache.glob("*.onnx"))
+    assert len(exported) == 1 and str(exported[0]) in first.stdout
+    mtime = exported[0].stat().st_mtime_ns
+    assert run("engines", "--model", str(weights), "--cache-dir", str(cache)).returncode == 0
+    assert exported[0].stat().st_mtime_ns == mtime  # reused, not exported again
+    trt = run("engines", "--model", str(weights), "--cache-dir", str(cache), "--tensorrt")
+    assert trt.returncode == 2 and "TensorRT is not installed" in trt.stderr
+    missing = run("engines", "--model", str(tmp_path / "nope.safetensors"), "--cache-dir", str(cache))
+    assert missing.returncode == 2 and "not found" in missing.stderr

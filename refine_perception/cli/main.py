@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from refine_perception import __version__
-from refine_perception.cli import CliError, data, evaluate, launch
+from refine_perception.cli import CliError, data, engines, evaluate, launch
 
-SUBCOMMANDS = (launch, data, evaluate)
+SUBCOMMANDS = (launch, data, evaluate, engines)
 
 
 def build_parser() -> argparse.ArgumentParser:
