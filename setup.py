@@ -34,6 +34,7 @@ setup(
             "image_converter = refine_perception.ros.image_converter:main",
             "topic_monitor = refine_perception.ros.topic_monitor:main",
             "lane_detector = refine_perception.ros.lane_detector:main",
+            "lane_scorer = refine_perception.ros.lane_scorer:main",
         ],
     },
 )

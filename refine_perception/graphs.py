@@ -113,6 +113,8 @@ TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: pa
 IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the lane detector reads (+ /compressed)")
 CAMERA_INFO_TOPIC = Arg("camera_info_topic", "camera/camera_info", "CameraInfo topic matched to the images")
 BACKEND = Arg("backend", "", "Inference backend (empty: params file)", ("", "auto", "torch", "onnxruntime", "tensorrt"))
+SCORE = Arg("score", "false", "Score the lanes against ground_truth/lanes (the synthetic drive publishes it)",
+            ("true", "false"), kind=bool)
 LANES_TRANSPORT = Arg("transport", "raw", "Image transport between camera and detector", ("raw", "compressed"))
 CAMERA = Arg("camera", "true", "Start our camera_source (false: bring your own camera on image_topic)",
              ("true", "false"), kind=bool)
@@ -171,8 +173,14 @@ GRAPHS: dict[str, Graph] = {
                     ),
                     parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
                 ),
+                NodeSpec(
+                    "lane_scorer",
+                    "lane_scorer",
+                    "lane_scorer.yaml",
+                    enabled_by=SCORE,
+                ),
             ),
-            args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND),
+            args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND, SCORE),
         ),
     )
 }

@@ -35,19 +35,30 @@ def test_launch_lists_graphs_and_arguments():
     assert unknown.returncode == 2 and "has no argument 'frobnicate'" in unknown.stderr
 
 
-def test_demo_json_accounts_for_every_frame(tmp_path):
-    for i in range(5):
-        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 60, 3), 40 * i, np.uint8))
-    result = run("demo", "--frames", "12", "--rate", "30", "--source", str(tmp_path), "--json")
+def test_demo_scores_the_synthetic_drive_and_writes_a_strip(tmp_path):
+    strip = tmp_path / "strip.png"
+    result = run("demo", "--frames", "10", "--rate", "5", "--strip", str(strip), "--json", timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     figures = json.loads(result.stdout)
-    assert figures["camera_source"]["processed"] == 12
-    converter = figures["image_converter"]
-    assert converter["received"] == converter["processed"] + converter["dropped"]
-    assert converter["processed"] >= 6 and "dropped_malformed" not in converter
-    topics = figures["topic_monitor"]["topics"]
-    assert topics["/camera/image"]["type"] == "sensor_msgs/msg/Image"
-    assert topics["/camera/image_raw/compressed"]["messages"] > 0
+    assert figures["camera_source"]["processed"] == 10
+    detector = figures["lane_detector"]
+    assert detector["received"] == detector["processed"] + detector["dropped"]
+    assert detector["processed"] >= 8 and not detector["model_error"]
+    scorer = figures["lane_scorer"]
+    assert scorer["frames_scored"] == detector["lane_arrays_published"]
+    assert scorer["F1@50"] > 0.8, scorer
+    assert cv2.imread(str(strip)).shape[1] > 480
+
+
+def test_demo_on_a_folder_runs_without_scoring(tmp_path):
+    for i in range(4):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((120, 320, 3), 40 * i, np.uint8))
+    result = run("demo", "--frames", "6", "--rate", "10", "--source", str(tmp_path), "--json", timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    figures = json.loads(result.stdout)
+    assert figures["camera_source"]["processed"] == 6 and "lane_scorer" not in figures
+    detector = figures["lane_detector"]
+    assert detector["received"] == detector["processed"] + detector["dropped"] and detector["processed"] >= 3
 
 
 FIXTURES = Path(__file__).parent / "fixtures" / "lanes"

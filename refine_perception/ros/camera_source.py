@@ -1,5 +1,6 @@
 """camera_source: publishes a video file or an image folder as a camera (Image or CompressedImage,
-plus CameraInfo), at a fixed rate or in lock-step with a consumer."""
+plus CameraInfo), at a fixed rate or in lock-step with a consumer. A synthetic drive also publishes its
+exact lanes on ground_truth/lanes (refine_msgs/LaneArray, same header as the image), for live scoring."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from refine_perception.core.frame_sources import (
     DEFAULT_SOURCE,
     Frame,
     FrameSource,
+    SyntheticDriveSource,
     default_camera_matrix,
     open_source,
 )
 from refine_perception.core.image_codec import ENCODINGS
+from refine_msgs.msg import LaneArray
 from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
+from refine_perception.ros.lane_messages import ground_truth_lanes
 from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
 
@@ -47,6 +51,7 @@ class CameraSource(PerceptionNode):
         Param("compressed_format", "jpeg", "Format of compressed images", choices=("jpeg", "png")),
         Param("jpeg_quality", 90, "JPEG quality of compressed images", min=1, max=100),
         Param("frame_id", "camera_optical_frame", "frame_id of the published headers"),
+        Param("ground_frame", "base_footprint", "Frame of the synthetic drive's ground-truth ground points"),
         Param("camera_info_file", "", "ROS camera_calibration YAML; empty = the source's own or a pinhole model",
               read_only=True),
         Param("hfov_deg", 60.0, "Horizontal field of view of the fallback pinhole model", min=1.0, max=179.0),
@@ -71,6 +76,9 @@ class CameraSource(PerceptionNode):
         else:
             self._image_pub = self.create_publisher(CompressedImage, "image_raw/compressed", qos)
         self._info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        self._truth_pub = None
+        if isinstance(self.source, SyntheticDriveSource):
+            self._truth_pub = self.create_publisher(LaneArray, "ground_truth/lanes", qos)
         self.finished = threading.Event()
         self._paced_stamp: tuple[int, int] | None = None
         self._pace_event = threading.Event()
@@ -126,6 +134,8 @@ class CameraSource(PerceptionNode):
         info = self._camera_info(frame)
         info.header = msg.header
         self._info_pub.publish(info)
+        if self._truth_pub is not None:
+            self._truth_pub.publish(ground_truth_lanes(msg.header, frame.extras["sample"], p.ground_frame))
         self._image_pub.publish(msg)
         self.counters.count_processed()
         self.input_rate.tick(time.monotonic())

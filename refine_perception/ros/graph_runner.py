@@ -24,6 +24,7 @@ NODE_CLASSES = {
     "image_converter": "refine_perception.ros.image_converter:ImageConverter",
     "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
     "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
+    "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
 }
 
 

@@ -22,6 +22,7 @@ from refine_msgs.msg import Lane, LaneArray
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from refine_perception.data.synthetic.road import RoadSample
 from refine_perception.lanes.ground import LaneFit, LaneGeometryError, fit_ground, fit_image, lane_points
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
 from refine_perception.models.clrnet.predict import LanePrediction
@@ -141,6 +142,24 @@ def lane_array(
     return LaneArray(
         header=header, image_height=int(height), image_width=int(width), ground_frame_id=ground_frame_id, lanes=lanes
     )
+
+
+def ground_truth_lanes(header: Header, sample: RoadSample, ground_frame_id: str) -> LaneArray:
+    """The synthetic generator's exact lanes of `sample` as a LaneArray: track ids are the generator's
+    stable boundary ids, scores 1, and road edges (no paint) get COLOR_UNKNOWN."""
+    count = len(sample.lanes)
+    ones = np.ones(count)
+    truth = LanePrediction(
+        lanes=[lane.image_points for lane in sample.lanes],
+        scores=ones,
+        types=np.array([LANE_TYPES.index(lane.kind) for lane in sample.lanes], dtype=np.int64),
+        type_scores=ones,
+        colors=np.array([LANE_COLORS.index(lane.colour) if lane.colour in LANE_COLORS else 0
+                         for lane in sample.lanes], dtype=np.int64),
+        color_scores=ones,
+    )
+    return lane_array(header, sample.image.shape[:2], truth, [lane.id for lane in sample.lanes],
+                      [lane.ground_points for lane in sample.lanes], ground_frame_id)
 
 
 def lane_label(lane: Lane) -> str:

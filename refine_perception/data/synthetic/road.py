@@ -1461,6 +1461,14 @@ def road_sample(
     return RoadSample(image, lanes, camera, world.category)
 
 
+def drive_camera(seed: int, width: int = 1640, height: int = 590,
+                 horizon: tuple[float, float] = CULANE_HORIZON) -> PinholeCamera:
+    """The camera (intrinsics and mounting) of drive `seed`, without rendering anything: what a lanes
+    node needs as its static extrinsic to project the drive's lanes onto the road."""
+    camera_seed = np.random.SeedSequence([seed]).spawn(3)[1]
+    return sample_camera(np.random.default_rng(camera_seed), width, height, horizon)
+
+
 def drive(
     seed: int,
     n_frames: int,
@@ -1475,9 +1483,9 @@ def drive(
     its id (boundary index)."""
     if n_frames < 1 or not fps > 0:
         raise ValueError(f"drive needs n_frames >= 1 and fps > 0, got {n_frames} and {fps}")
-    world_seed, camera_seed, noise_seed = np.random.SeedSequence([seed]).spawn(3)
+    world_seed, _, noise_seed = np.random.SeedSequence([seed]).spawn(3)
     world = _make_world(world_seed, category, n_frames / fps)
-    camera = sample_camera(np.random.default_rng(camera_seed), width, height, horizon)
+    camera = drive_camera(seed, width, height, horizon)
     times = np.arange(n_frames) / fps
     rngs = (np.random.default_rng(frame_seed) for frame_seed in noise_seed.spawn(n_frames))
     return (
