@@ -13,6 +13,7 @@ inspectable instead of crash-looping.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,11 @@ class LaneDetector(PerceptionNode):
     TASK = "lane detector"
     DEFAULT_NAME = "lane_detector"
     PARAMS = (
-        *INPUT_PARAMS,
+        # reliable, still depth 1 (only the newest frame): with Fast DDS's defaults a best-effort
+        # subscription loses most 3 MB raw images sent from another process (one lost UDP fragment
+        # loses the image); reliable has them resent. sensor_data suits compressed or same-process input.
+        replace(INPUT_PARAMS[0], default="reliable"),
+        *INPUT_PARAMS[1:],
         Param("transport", "raw", "Input: image_raw (raw) or image_raw/compressed (compressed)",
               choices=("raw", "compressed"), read_only=True),
         Param("model", "", "CLRNet weights (.safetensors from refine-train); empty = the shipped default",
