@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from benchmarks.bench_clrnet import median_ms
 from refine_msgs.msg import LaneArray
 from refine_perception.data.synthetic.road import road_sample
 from refine_perception.lanes.backends import BackendConfig, open_lane_backend
@@ -154,16 +154,6 @@ def node_phases(args: argparse.Namespace, images: list[Image]) -> dict[str, obje
             executor.shutdown()
             rclpy.try_shutdown()
     return {"lock_step": lock_step, "overload": overload}
-
-
-def median_ms(run, repeat: int) -> float:
-    run()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3
 
 
 def pipeline_ratio(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, object]:

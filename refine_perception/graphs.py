@@ -124,6 +124,18 @@ CAMERA_REMAPS = (
     ("camera_info", "camera/camera_info"),
 )
 
+def camera_source(transport: Arg, enabled_by: Arg | None = None) -> NodeSpec:
+    """Our camera source on camera/..., its source, rate, frame count and transport set by launch arguments."""
+    return NodeSpec(
+        "camera_source",
+        "camera_source",
+        "camera_source.yaml",
+        remappings=CAMERA_REMAPS,
+        parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES), ("transport", transport)),
+        enabled_by=enabled_by,
+    )
+
+
 GRAPHS: dict[str, Graph] = {
     graph.name: graph
     for graph in (
@@ -131,13 +143,7 @@ GRAPHS: dict[str, Graph] = {
             "camera",
             "A camera source, an image converter decoding its frames, and a monitor printing what flows",
             nodes=(
-                NodeSpec(
-                    "camera_source",
-                    "camera_source",
-                    "camera_source.yaml",
-                    remappings=CAMERA_REMAPS,
-                    parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES), ("transport", TRANSPORT)),
-                ),
+                camera_source(TRANSPORT),
                 NodeSpec(
                     "image_converter",
                     "image_converter",
@@ -153,15 +159,7 @@ GRAPHS: dict[str, Graph] = {
             "lanes",
             "The lane detector on a camera topic (by default our camera source playing the synthetic drive)",
             nodes=(
-                NodeSpec(
-                    "camera_source",
-                    "camera_source",
-                    "camera_source.yaml",
-                    remappings=CAMERA_REMAPS,
-                    parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES),
-                                ("transport", LANES_TRANSPORT)),
-                    enabled_by=CAMERA,
-                ),
+                camera_source(LANES_TRANSPORT, enabled_by=CAMERA),
                 NodeSpec(
                     "lane_detector",
                     "lane_detector",
