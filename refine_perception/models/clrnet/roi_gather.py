@@ -53,9 +53,9 @@ class ConvBNReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         conv = self.conv
-        if conv.kernel_size[1] == 1 and x.shape[-1] == 1:
-            # a (k, 1) kernel over (N, C, P, 1) rows of prior points: the same numbers as Conv2d, but
-            # oneDNN runs it about a third faster as a 1-D convolution
+        if conv.kernel_size[0] > 1 and conv.kernel_size[1] == 1:
+            # the (k, 1) kernels only ever run over (N, C, P, 1) rows of prior points: the same numbers
+            # as Conv2d, but oneDNN runs them about a third faster as a 1-D convolution
             y = F.conv1d(x.squeeze(-1), conv.weight.squeeze(-1), padding=conv.padding[0]).unsqueeze(-1)
         else:
             y = conv(x)
