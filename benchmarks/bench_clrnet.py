@@ -18,6 +18,7 @@ from collections.abc import Callable
 import onnxruntime as ort
 import torch
 
+from refine_perception.models.backbones import build_backbone
 from refine_perception.models.clrnet.model import CLRNet
 
 
@@ -68,7 +69,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [tuple(int(v) for v in size.split("x")) for size in args.sizes]
-    results = [measure(name, size, args.repeat, args.threads) for name in args.backbones for size in sizes]
+    results = [measure(name, size, args.repeat, args.threads) for name in args.backbones for size in sizes
+               if size[1] % build_backbone(name).size_multiple == 0]  # DLA-34 needs sides divisible by 32
     if args.json:
         print(json.dumps(results, indent=2))
         return

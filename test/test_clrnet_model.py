@@ -219,3 +219,5 @@ def test_lighter_head_and_smaller_input(tmp_path: Path) -> None:
         assert torch.equal(loaded(images).lanes, out.lanes)
     with pytest.raises(ValueError, match="input_size"):
         CLRNet("resnet18", 5, (70, 160))
+    with pytest.raises(ValueError, match="multiple of 32 for dla34"):
+        CLRNet("dla34", 5, (160, 400))

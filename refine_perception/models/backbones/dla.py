@@ -90,6 +90,9 @@ class DLA34(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.out_channels: tuple[int, ...] = CHANNELS[3:]
+        # the trees' max-pooled shortcuts round sizes down while the strided convs round up, so every
+        # stride-2 step needs an even size: input sides must be multiples of 32
+        self.size_multiple = 32
         self.strides: tuple[int, ...] = FEATURE_STRIDES
         self.base_layer = _conv_bn_relu(3, CHANNELS[0], 7, 1)
         self.level0 = _conv_bn_relu(CHANNELS[0], CHANNELS[0], 3, 1)

@@ -68,6 +68,7 @@ class ResNet(nn.Module):
     def __init__(self, blocks_per_stage: tuple[int, int, int, int]) -> None:
         super().__init__()
         self.out_channels: tuple[int, ...] = (128, 256, 512)
+        self.size_multiple = 8  # strided convs with padding take odd sizes; the FPN upsamples to exact sizes
         self.strides: tuple[int, ...] = FEATURE_STRIDES
         self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(64)

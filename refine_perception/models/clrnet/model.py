@@ -60,11 +60,12 @@ class CLRNet(nn.Module):
     ) -> None:
         super().__init__()
         height, width = input_size
-        if height < 64 or width < 64 or height % 32 or width % 8:
-            raise ValueError(f"input_size (height, width) must be at least 64 with height a multiple of 32 "
-                             f"and width of 8, got {input_size}")
-        self.input_size = (int(height), int(width))
         self.backbone = build_backbone(backbone)
+        multiple = self.backbone.size_multiple
+        if height < 64 or width < 64 or height % 32 or width % multiple:
+            raise ValueError(f"input_size (height, width) must be at least 64, the height a multiple of 32 and "
+                             f"the width a multiple of {multiple} for {backbone}, got {input_size}")
+        self.input_size = (int(height), int(width))
         self.neck = FPN(self.backbone.out_channels, FPN_CHANNELS)
         self.head = CLRHead(FPN_CHANNELS, num_seg_classes, num_priors, sample_points)
 
