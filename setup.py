@@ -35,6 +35,7 @@ setup(
             "topic_monitor = refine_perception.ros.topic_monitor:main",
             "lane_detector = refine_perception.ros.lane_detector:main",
             "lane_scorer = refine_perception.ros.lane_scorer:main",
+            "bag_player = refine_perception.ros.bag_player:main",
         ],
     },
 )

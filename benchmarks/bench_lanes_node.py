@@ -39,7 +39,7 @@ from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.models.clrnet.weights import load_lane_model
 from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.lane_detector import default_model_path
+from refine_perception.ros.lane_pipeline import default_model_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

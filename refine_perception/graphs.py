@@ -72,7 +72,10 @@ class Graph:
 
     @property
     def all_args(self) -> tuple[Arg, ...]:
-        return (*self.args, *COMMON_ARGS, *(node.params_arg for node in self.nodes))
+        """The graph's arguments, the common ones (a graph may give one of those its own default) and a
+        params file per node."""
+        own = {arg.name for arg in self.args}
+        return (*self.args, *(a for a in COMMON_ARGS if a.name not in own), *(node.params_arg for node in self.nodes))
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,13 @@ SCORE = Arg("score", "false", "Score the lanes against ground_truth/lanes (the s
 LANES_TRANSPORT = Arg("transport", "raw", "Image transport between camera and detector", ("raw", "compressed"))
 CAMERA = Arg("camera", "true", "Start our camera_source (false: bring your own camera on image_topic)",
              ("true", "false"), kind=bool)
+BAG = Arg("bag", "", "The bag to play (rosbag2 folder, .mcap or .db3)")
+PLAY_MODE = Arg("mode", "", "realtime (recorded pace, late frames dropped) or lossless (empty: params file)",
+                ("", "realtime", "lossless"))
+PLAY_RATE = Arg("rate", "", "Playback speed in realtime mode (empty: params file)", kind=float)
+BAG_IMAGE_TOPIC = Arg("bag_image_topic", "", "The bag's camera topic if it has several image topics")
+RESULT_BAG = Arg("result_bag", "", "Record the detector's lanes into this bag (empty: params file)")
+SIM_TIME = Arg("use_sim_time", "true", "Take time from /clock (the player publishes the bag's)", ("true", "false"))
 CAMERA_REMAPS = (
     ("image_raw", "camera/image_raw"),
     ("image_raw/compressed", "camera/image_raw/compressed"),
@@ -135,6 +145,18 @@ def camera_source(transport: Arg, enabled_by: Arg | None = None) -> NodeSpec:
         enabled_by=enabled_by,
     )
 
+
+LANE_DETECTOR = NodeSpec(
+    "lane_detector",
+    "lane_detector",
+    "lanes.yaml",
+    remappings=(
+        ("image_raw", ArgTopic(IMAGE_TOPIC)),
+        ("image_raw/compressed", ArgTopic(IMAGE_TOPIC, "/compressed")),
+        ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
+    ),
+    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
+)
 
 GRAPHS: dict[str, Graph] = {
     graph.name: graph
@@ -156,21 +178,27 @@ GRAPHS: dict[str, Graph] = {
             args=(SOURCE, RATE, FRAMES, TRANSPORT),
         ),
         Graph(
+            "replay",
+            "A bag played with /clock into the lane detector; its lanes recorded for evaluation",
+            nodes=(
+                NodeSpec(
+                    "bag_player",
+                    "bag_player",
+                    "bag_player.yaml",
+                    parameters=(("bag", BAG), ("mode", PLAY_MODE), ("rate", PLAY_RATE), ("result_bag", RESULT_BAG),
+                                ("image_topic", BAG_IMAGE_TOPIC)),
+                ),
+                LANE_DETECTOR,
+            ),
+            args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC,
+                  BACKEND, SIM_TIME),
+        ),
+        Graph(
             "lanes",
             "The lane detector on a camera topic (by default our camera source playing the synthetic drive)",
             nodes=(
                 camera_source(LANES_TRANSPORT, enabled_by=CAMERA),
-                NodeSpec(
-                    "lane_detector",
-                    "lane_detector",
-                    "lanes.yaml",
-                    remappings=(
-                        ("image_raw", ArgTopic(IMAGE_TOPIC)),
-                        ("image_raw/compressed", ArgTopic(IMAGE_TOPIC, "/compressed")),
-                        ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
-                    ),
-                    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
-                ),
+                LANE_DETECTOR,
                 NodeSpec(
                     "lane_scorer",
                     "lane_scorer",

@@ -21,7 +21,8 @@ from refine_perception.lanes.ground import project_lanes
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.weights import save_lane_model
 from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.lane_detector import LaneDetector, default_model_path
+from refine_perception.ros.lane_detector import LaneDetector
+from refine_perception.ros.lane_pipeline import default_model_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_engines(args: argparse.Namespace) -> int:
     from refine_perception.lanes.backends import BackendError, build_engines, onnx_file, tensorrt_available
     from refine_perception.models.clrnet.weights import ModelFileError
-    from refine_perception.ros.lane_detector import default_model_path
+    from refine_perception.ros.lane_pipeline import default_model_path
 
     models = args.model or [default_model_path()]
     try:

@@ -132,15 +132,10 @@ def _demo_params_files(folder: Path, config: Path, source: str, strip: str) -> d
     TF would give), the scorer the strip path; everything else as in config/."""
     import yaml
 
-    from refine_perception.core.frame_sources import SyntheticDriveSource
-    from refine_perception.data.synthetic.road import drive_camera
+    from refine_perception.bags.lane_bags import drive_mount_params
 
-    options = SyntheticDriveSource(source).options
-    camera = drive_camera(int(options["seed"]), int(options["width"]), int(options["height"]))
     detector = yaml.safe_load((config / "lanes.yaml").read_text())
-    detector["/**/lane_detector"]["ros__parameters"].update(
-        camera_height_m=float(camera.mount_height), camera_pitch_rad=float(camera.pitch),
-        camera_roll_rad=float(camera.roll), camera_yaw_rad=float(camera.yaw))
+    detector["/**/lane_detector"]["ros__parameters"].update(drive_mount_params(source))
     scorer = yaml.safe_load((config / "lane_scorer.yaml").read_text())
     scorer["/**/lane_scorer"]["ros__parameters"]["strip_path"] = str(Path(strip).resolve())
     files = {}

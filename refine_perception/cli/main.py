@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from refine_perception import __version__
-from refine_perception.cli import CliError, data, engines, evaluate, launch
+from refine_perception.cli import CliError, bags, data, engines, evaluate, launch, replay
 
-SUBCOMMANDS = (launch, data, evaluate, engines)
+SUBCOMMANDS = (launch, data, evaluate, engines, bags, replay)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -8,7 +8,6 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
 from rclpy.duration import Duration
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -26,9 +25,8 @@ from refine_perception.core.image_codec import ENCODINGS
 from refine_msgs.msg import LaneArray
 from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_messages import ground_truth_lanes
-from refine_perception.ros.messages import import_message_type
+from refine_perception.ros.messages import camera_info_message, import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
-
 
 
 class CameraSource(PerceptionNode):
@@ -153,15 +151,7 @@ class CameraSource(PerceptionNode):
                 f"calibration is for {calib.width}x{calib.height} but frames are {width}x{height}",
                 throttle_duration_sec=10.0,
             )
-        return CameraInfo(
-            height=height,
-            width=width,
-            distortion_model=calib.distortion_model,
-            d=calib.D.astype(float).tolist(),
-            k=np.asarray(calib.K, float).ravel().tolist(),
-            r=np.asarray(calib.R, float).ravel().tolist(),
-            p=np.asarray(calib.P, float).ravel().tolist(),
-        )
+        return camera_info_message(calib)
 
     def _wait_until_taken(self) -> None:
         p = self.params

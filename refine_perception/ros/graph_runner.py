@@ -25,6 +25,7 @@ NODE_CLASSES = {
     "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
     "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
     "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
+    "bag_player": "refine_perception.ros.bag_player:BagPlayer",
 }
 
 

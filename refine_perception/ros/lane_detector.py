@@ -14,33 +14,21 @@ inspectable instead of crash-looping.
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import LaneArray
-from refine_perception.core.camera import CameraModelError, PinholeCamera
-from refine_perception.lanes.backends import BackendConfig, BackendError, UnsupportedCombination, open_lane_backend
-from refine_perception.lanes.ground import project_lanes
-from refine_perception.lanes.tracking import LaneTracker
-from refine_perception.models.clrnet.decode import DecodeSettings
-from refine_perception.models.clrnet.predict import LanePredictor
+from refine_perception.lanes.backends import BackendError, UnsupportedCombination
 from refine_perception.models.clrnet.weights import ModelFileError
-from refine_perception.ros.graph_runner import share_dir
-from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy, numpy_to_image
-from refine_perception.ros.lane_messages import draw_overlay, lane_array, lane_markers
+from refine_perception.ros.image_convert import numpy_to_image
+from refine_perception.ros.lane_messages import draw_overlay, lane_markers
+from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, default_model_path, open_predictor
 from refine_perception.ros.node_base import INPUT_PARAMS, Param, PerceptionNode, node_main
 
-DEFAULT_MODEL = "clrnet_r18_synthetic.safetensors"
 _ERROR = 2
-
-
-def default_model_path() -> Path:
-    """The shipped default weights: share/refine_perception/models, or the source tree's models/."""
-    return share_dir() / "models" / DEFAULT_MODEL
+_DEFAULTS = PipelineSettings()  # the output-shaping parameters' defaults live with the pipeline
 
 
 class LaneDetector(PerceptionNode):
@@ -61,36 +49,41 @@ class LaneDetector(PerceptionNode):
         Param("device", "", "cpu, cuda or cuda:N; empty = the backend's best", read_only=True),
         Param("precision", "fp32", "fp16 on CUDA backends only", choices=("fp32", "fp16"), read_only=True),
         Param("threads", 0, "CPU threads of the backend (0 = its default)", min=0, max=256, read_only=True),
-        Param("score_threshold", 0.4, "Lanes scoring below this are dropped", min=0.0, max=1.0),
-        Param("nms_threshold", 50.0, "Lane NMS: mean |dx| (px at 800 wide) under which lanes are duplicates",
+        Param("score_threshold", _DEFAULTS.score_threshold, "Lanes scoring below this are dropped", min=0.0, max=1.0),
+        Param("nms_threshold", _DEFAULTS.nms_threshold, "Lane NMS: mean |dx| (px at 800 wide) under which lanes are duplicates",
               min=0.0, max=800.0),
-        Param("max_lanes", 4, "Most lanes kept per image", min=1, max=32),
-        Param("cut_height_ratio", -1.0, "Fraction of the image height cropped off the top; -1 = the model's",
+        Param("max_lanes", _DEFAULTS.max_lanes, "Most lanes kept per image", min=1, max=32),
+        Param("cut_height_ratio", _DEFAULTS.cut_height_ratio, "Fraction of the image height cropped off the top; -1 = the model's",
               min=-1.0, max=0.95),
         Param("use_camera_info", True, "Match a CameraInfo to each image (by stamp) for ground projection",
               read_only=True),
         Param("sync_slop_s", 0.02, "Largest image/CameraInfo stamp difference that still matches", min=0.0,
               max=1.0, read_only=True),
-        Param("camera_height_m", 1.5, "Camera height above the road (static extrinsic)", min=0.01, max=100.0),
-        Param("camera_pitch_rad", 0.0, "Camera pitch, positive looks down", min=-1.5, max=1.5),
-        Param("camera_roll_rad", 0.0, "Camera roll about the optical axis", min=-1.5, max=1.5),
-        Param("camera_yaw_rad", 0.0, "Camera yaw, positive turns left", min=-3.2, max=3.2),
-        Param("ground_frame", "base_footprint", "Frame of ground points and ground markers"),
-        Param("max_range_m", 80.0, "Ground points further ahead are left out", min=1.0, max=1000.0),
+        Param("camera_height_m", _DEFAULTS.camera_height_m, "Camera height above the road (static extrinsic)", min=0.01, max=100.0),
+        Param("camera_pitch_rad", _DEFAULTS.camera_pitch_rad, "Camera pitch, positive looks down", min=-1.5, max=1.5),
+        Param("camera_roll_rad", _DEFAULTS.camera_roll_rad, "Camera roll about the optical axis", min=-1.5, max=1.5),
+        Param("camera_yaw_rad", _DEFAULTS.camera_yaw_rad, "Camera yaw, positive turns left", min=-3.2, max=3.2),
+        Param("ground_frame", _DEFAULTS.ground_frame, "Frame of ground points and ground markers"),
+        Param("max_range_m", _DEFAULTS.max_range_m, "Ground points further ahead are left out", min=1.0, max=1000.0),
         Param("image_frame", "lane_image", "Frame of the markers when there is no camera model"),
-        Param("tracking", True, "Give lanes ids that stay stable across frames"),
-        Param("max_missed", 2, "Frames a lane may be missing and keep its id", min=0, max=1000),
-        Param("smoothing", 0.7, "Weight of the new observation in a track's geometry", min=0.01, max=1.0),
+        Param("tracking", _DEFAULTS.tracking, "Give lanes ids that stay stable across frames"),
+        Param("max_missed", _DEFAULTS.max_missed, "Frames a lane may be missing and keep its id", min=0, max=1000),
+        Param("smoothing", _DEFAULTS.smoothing, "Weight of the new observation in a track's geometry", min=0.01, max=1.0),
     )
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(self.DEFAULT_NAME, **kwargs)
         p = self.params
         self.model_error = ""
-        self.predictor: LanePredictor | None = None
-        self.model_cut_ratio = 270 / 590
-        self._load_model()
-        self.tracker = LaneTracker(max_missed=p.max_missed, smoothing=p.smoothing)
+        self.backend = ""
+        self.pipeline: LanePipeline | None = None
+        try:
+            predictor, cut_ratio, self.backend = open_predictor(p.model, p.backend, p.device, p.precision, p.threads)
+            self.pipeline = LanePipeline(predictor, PipelineSettings.from_params(p), cut_ratio)
+            self.get_logger().info(f"lanes from {p.model or default_model_path()} on {self.backend}")
+        except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
+            self.model_error = f"model {p.model or default_model_path()} unavailable: {error}"
+            self.get_logger().error(f"{self.model_error}; frames are counted as dropped until restarted")
         self.lanes_published = 0
         self._lanes_pub = self.create_publisher(LaneArray, "lanes", 10)
         self._markers_pub = self.create_publisher(MarkerArray, "lane_markers", 10)
@@ -103,62 +96,13 @@ class LaneDetector(PerceptionNode):
         else:
             self.subscribe_frames(image_type, image_topic, lambda msg: self._on_frame(msg, None))
 
-    def _load_model(self) -> None:
-        p = self.params
-        path = Path(p.model) if p.model else default_model_path()
-        try:
-            backend = open_lane_backend(path, BackendConfig(backend=p.backend, device=p.device or None,
-                                                            precision=p.precision, threads=p.threads))
-        except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
-            self.model_error = f"model {path} unavailable: {error}"
-            self.get_logger().error(f"{self.model_error}; frames are counted as dropped until restarted")
-            return
-        metadata = backend.metadata
-        if metadata.get("cut_height") and metadata.get("ori_height"):
-            self.model_cut_ratio = float(metadata["cut_height"]) / float(metadata["ori_height"])
-        self.predictor = LanePredictor(backend, backend.input_size, DecodeSettings())
-        info = backend.info
-        self.backend = f"{info.name} {info.device} {info.precision} ({info.provider})"
-        self.get_logger().info(f"lanes from {path} on {self.backend}")
-
-    # --------------------------------------------------------------------------------- frames
-
-    def _settings(self, height: int) -> DecodeSettings:
-        p = self.params
-        ratio = self.model_cut_ratio if p.cut_height_ratio < 0 else p.cut_height_ratio
-        return DecodeSettings(cut_height=min(int(round(ratio * height)), height - 1),
-                              conf_threshold=p.score_threshold, nms_threshold=p.nms_threshold,
-                              max_lanes=p.max_lanes)
-
-    def _camera(self, info: CameraInfo | None, width: int, height: int) -> PinholeCamera | None:
-        if info is None:
-            return None
-        if (info.width, info.height) != (width, height) or not any(info.k):
-            raise CameraModelError(f"CameraInfo {info.width}x{info.height} with K {list(info.k)} does not "
-                                   f"describe the {width}x{height} image")
-        p = self.params
-        return PinholeCamera.from_camera_info(
-            {"k": np.asarray(info.k).reshape(3, 3), "d": list(info.d), "width": info.width, "height": info.height,
-             "distortion_model": info.distortion_model},
-            {"mount_height": p.camera_height_m, "pitch": p.camera_pitch_rad, "roll": p.camera_roll_rad,
-             "yaw": p.camera_yaw_rad},
-        )
-
     def _on_frame(self, msg: Image | CompressedImage, info: CameraInfo | None) -> None:
-        if self.predictor is None:
+        if self.pipeline is None:
             self.counters.count_dropped("no_model")
             return
-        image = image_to_numpy(msg, desired="bgr8") if isinstance(msg, Image) else compressed_to_numpy(msg, "bgr8")
-        height, width = image.shape[:2]
-        self.predictor.settings = self._settings(height)
-        prediction = self.predictor([image])[0]
-        camera = self._camera(info, width, height)
-        ground = project_lanes(camera, prediction.lanes, max_range=self.params.max_range_m) if camera else None
-        ids = None
-        if self.params.tracking:
-            ids = self.tracker.update(prediction.lanes, ground)
-        lanes = lane_array(msg.header, (height, width), prediction, ids, ground,
-                           self.params.ground_frame if camera is not None else "")
+        # parameters that may change at run time (score/NMS thresholds, mounting, ...) take effect here
+        self.pipeline.settings = PipelineSettings.from_params(self.params)
+        lanes, image = self.pipeline(msg, info)
         self._lanes_pub.publish(lanes)
         self.lanes_published += 1
         self._markers_pub.publish(lane_markers(lanes, image_frame=self.params.image_frame))

@@ -144,22 +144,38 @@ def lane_array(
     )
 
 
-def ground_truth_lanes(header: Header, sample: RoadSample, ground_frame_id: str) -> LaneArray:
-    """The synthetic generator's exact lanes of `sample` as a LaneArray: track ids are the generator's
-    stable boundary ids, scores 1, and road edges (no paint) get COLOR_UNKNOWN."""
-    count = len(sample.lanes)
-    ones = np.ones(count)
+def truth_lane_array(
+    header: Header,
+    image_size: tuple[int, int],
+    lanes: Sequence[np.ndarray],
+    types: Sequence[int],
+    colors: Sequence[int],
+    ids: Sequence[int] | None = None,
+    ground_lanes: Sequence[np.ndarray] | None = None,
+    ground_frame_id: str = "",
+) -> LaneArray:
+    """Annotated lanes as a LaneArray (scores 1): `types` / `colors` index LANE_TYPES / LANE_COLORS, and
+    an unlabelled attribute (-1) becomes TYPE_UNKNOWN / COLOR_UNKNOWN."""
+    ones = np.ones(len(lanes))
     truth = LanePrediction(
-        lanes=[lane.image_points for lane in sample.lanes],
+        lanes=list(lanes),
         scores=ones,
-        types=np.array([LANE_TYPES.index(lane.kind) for lane in sample.lanes], dtype=np.int64),
+        types=np.maximum(np.asarray(types, dtype=np.int64).reshape(-1), 0),
         type_scores=ones,
-        colors=np.array([LANE_COLORS.index(lane.colour) if lane.colour in LANE_COLORS else 0
-                         for lane in sample.lanes], dtype=np.int64),
+        colors=np.maximum(np.asarray(colors, dtype=np.int64).reshape(-1), 0),
         color_scores=ones,
     )
-    return lane_array(header, sample.image.shape[:2], truth, [lane.id for lane in sample.lanes],
-                      [lane.ground_points for lane in sample.lanes], ground_frame_id)
+    return lane_array(header, image_size, truth, ids, ground_lanes, ground_frame_id)
+
+
+def ground_truth_lanes(header: Header, sample: RoadSample, ground_frame_id: str) -> LaneArray:
+    """The synthetic generator's exact lanes of `sample`: track ids are the generator's stable boundary
+    ids, and road edges (no paint) get COLOR_UNKNOWN."""
+    return truth_lane_array(
+        header, sample.image.shape[:2], [lane.image_points for lane in sample.lanes],
+        [LANE_TYPES.index(lane.kind) for lane in sample.lanes],
+        [LANE_COLORS.index(lane.colour) if lane.colour in LANE_COLORS else 0 for lane in sample.lanes],
+        [lane.id for lane in sample.lanes], [lane.ground_points for lane in sample.lanes], ground_frame_id)
 
 
 def lane_label(lane: Lane) -> str:

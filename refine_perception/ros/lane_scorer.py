@@ -18,18 +18,12 @@ from sensor_msgs.msg import Image
 
 from refine_msgs.msg import LaneArray
 from refine_perception.data.preview import grid
-from refine_perception.metrics.culane import culane_f1, lane_ious, official_matching
-from refine_perception.models.clrnet.decode import sample_lane
+from refine_perception.evaluation.lanes import score_lane_frames
 from refine_perception.ros.image_convert import image_to_numpy
 from refine_perception.ros.node_base import Param, PerceptionNode, node_main
 
 Stamp = tuple[int, int]
-CULANE_ROW_STEP = 8
 MAX_THUMBNAILS = 128
-
-
-def _points(lane: Any) -> np.ndarray:
-    return np.array([[p.x, p.y] for p in lane.image_points], dtype=np.float64)
 
 
 def _stamp(msg: Any) -> Stamp:
@@ -95,38 +89,17 @@ class LaneScorer(PerceptionNode):
     def scores(self) -> dict[str, Any]:
         """The figures over every pair so far."""
         with self._lock:
-            pairs = list(self.pairs)
+            pairs = sorted(self.pairs, key=lambda pair: _stamp(pair[0]))
         if not pairs:
             return {"frames_scored": 0, "unpaired": self.unpaired}
-        preds, gts = [], []
-        type_right = type_total = 0
-        tracks: dict[int, list[int]] = {}
-        for pred, truth in sorted(pairs, key=lambda pair: _stamp(pair[0])):
-            width, height = int(truth.image_width), int(truth.image_height)
-            rows = np.arange(round(self.params.cut_height_ratio * height), height, CULANE_ROW_STEP)
-            gt_lanes = [_points(lane) for lane in truth.lanes]
-            pred_lanes = [_points(lane) for lane in pred.lanes]
-            sampled = [sample_lane(lane, rows, width, height) if len(lane) >= 2 else lane for lane in pred_lanes]
-            preds.append([lane for lane in sampled if len(lane) >= 2])
-            gts.append(gt_lanes)
-            if not gt_lanes or not pred_lanes:
-                continue
-            ious = lane_ious(gt_lanes, pred_lanes, image_size=(width, height))
-            for gt, match in enumerate(official_matching(ious)):
-                if match < 0 or ious[gt, match] < 0.5:
-                    continue
-                type_total += 1
-                type_right += int(pred.lanes[match].type == truth.lanes[gt].type)
-                tracks.setdefault(truth.lanes[gt].track_id, []).append(pred.lanes[match].track_id)
-        size = (int(pairs[0][1].image_width), int(pairs[0][1].image_height))
-        result = culane_f1(preds, gts, iou_thresholds=(0.5, 0.75), image_size=size)
-        switches = sum(int(np.count_nonzero(np.diff(ids))) for ids in tracks.values())
+        result = score_lane_frames([truth for _, truth in pairs], [pred for pred, _ in pairs],
+                                   cut_ratio=self.params.cut_height_ratio)
         return {
             "frames_scored": len(pairs),
-            "F1@50": round(result.f1(0.5), 4),
-            "F1@75": round(result.f1(0.75), 4),
-            "type_accuracy": round(type_right / type_total, 4) if type_total else None,
-            "id_switches": switches,
+            "F1@50": round(result.culane.f1(0.5), 4),
+            "F1@75": round(result.culane.f1(0.75), 4),
+            "type_accuracy": None if result.type_accuracy is None else round(result.type_accuracy, 4),
+            "id_switches": result.id_switches,
             "unpaired": self.unpaired,
         }
 

@@ -1,8 +1,14 @@
-"""Message types by name ("pkg/msg/Name"), for nodes whose topics' types are chosen by parameter."""
+"""Message types by name ("pkg/msg/Name"), for nodes whose topics' types are chosen by parameter, and the
+CameraInfo of a calibration."""
 
 from __future__ import annotations
 
 import importlib
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo
+
+from refine_perception.core.calibration import Calibration
 
 
 def import_message_type(name: str) -> type:
@@ -18,3 +24,16 @@ def import_message_type(name: str) -> type:
         return getattr(module, type_name)
     except (ImportError, AttributeError):
         raise ValueError(f"message type {name} is not installed (no {package}.{kind}.{type_name})") from None
+
+
+def camera_info_message(calib: Calibration) -> CameraInfo:
+    """The CameraInfo of `calib` (header left empty)."""
+    return CameraInfo(
+        height=calib.height,
+        width=calib.width,
+        distortion_model=calib.distortion_model,
+        d=calib.D.astype(float).tolist(),
+        k=np.asarray(calib.K, float).ravel().tolist(),
+        r=np.asarray(calib.R, float).ravel().tolist(),
+        p=np.asarray(calib.P, float).ravel().tolist(),
+    )

@@ -1,0 +1,99 @@
+"""`refine-perception bag`: write lane bags from our datasets and the synthetic drive, and list a bag."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections import Counter
+from pathlib import Path
+
+from refine_perception.cli import CliError
+
+DETECTOR_PARAMS = "lane_detector.yaml"  # in a drive's bag folder: the detector parameters of its camera
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bag", help="write lane bags from datasets, list a bag",
+                       description="rosbag2 bags (MCAP or sqlite3) readable by ros2 bag, rosbags, mcap and Foxglove.")
+    verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    write = verbs.add_parser(
+        "write",
+        help="a lane bag: camera images, CameraInfo, /ground_truth/lanes and /ground_truth/tags",
+        description="From the synthetic drive (default), or from a CULane / TuSimple dataset on disk. A drive's "
+        f"bag also gets {DETECTOR_PARAMS}, the lane_detector parameters of its camera mounting, which "
+        "`refine-perception replay` uses.",
+    )
+    write.add_argument("out", type=Path, help="bag folder to create")
+    write.add_argument("--source", default="synthetic:drive?frames=40",
+                       help="synthetic:drive?seed=..&frames=..&fps=.. (default synthetic:drive?frames=40)")
+    write.add_argument("--culane", type=Path, help="CULane root (instead of --source)")
+    write.add_argument("--list", default="list/test.txt", help="CULane list under the root (default list/test.txt)")
+    write.add_argument("--tusimple", type=Path, help="TuSimple root (instead of --source)")
+    write.add_argument("--labels", default="test_label.json", help="TuSimple label file under the root")
+    write.add_argument("--limit", type=int, default=0, help="at most this many dataset frames (0: all)")
+    write.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
+    write.add_argument("--transport", choices=("compressed", "raw"), default="compressed",
+                       help="CompressedImage (JPEG) or Image (bgr8)")
+    write.add_argument("--fps", type=float, default=10.0, help="frame rate of the stamps (default 10)")
+    write.add_argument("--force", action="store_true", help="replace an existing bag")
+    write.set_defaults(func=write_bag)
+    info = verbs.add_parser("info", help="topics, types and message counts of a bag (and what is unreadable)")
+    info.add_argument("bag", type=Path)
+    info.set_defaults(func=bag_info)
+
+
+def write_bag(args: argparse.Namespace) -> int:
+    import yaml
+
+    from refine_perception.bags.lane_bags import dataset_frames, drive_frames, drive_mount_params, write_lane_bag
+    from refine_perception.training.config import DatasetConfig
+    from refine_perception.training.lane_data import LaneSource
+
+    started = time.perf_counter()
+    if args.culane and args.tusimple:
+        raise CliError("give --culane or --tusimple, not both")
+    if args.culane or args.tusimple:
+        config = (DatasetConfig(kind="culane", root=str(args.culane), list_file=args.list, limit=args.limit)
+                  if args.culane else
+                  DatasetConfig(kind="tusimple", root=str(args.tusimple), label_files=(args.labels,), limit=args.limit))
+        try:
+            source = LaneSource(config)
+        except (OSError, ValueError) as error:
+            raise CliError(str(error)) from None
+        frames = dataset_frames(source[k] for k in range(len(source)))
+    else:
+        frames = drive_frames(args.source)
+    try:
+        count = write_lane_bag(args.out, frames, storage=args.storage, transport=args.transport, fps=args.fps,
+                               overwrite=args.force)
+    except (FileExistsError, ValueError) as error:
+        raise CliError(str(error)) from None
+    if not (args.culane or args.tusimple):
+        params = {"/**/lane_detector": {"ros__parameters": drive_mount_params(args.source)}}
+        (args.out / DETECTOR_PARAMS).write_text(yaml.safe_dump(params))
+    size = sum(f.stat().st_size for f in args.out.iterdir())
+    print(f"wrote {count} frames to {args.out} ({args.storage}, {args.transport}, {size / 1e6:.1f} MB) "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def bag_info(args: argparse.Namespace) -> int:
+    from refine_perception.bags.reader import BagError, BagReader
+
+    try:
+        reader = BagReader(args.bag)
+        counts: Counter[tuple[str, str]] = Counter()
+        first = last = None
+        for message in reader.messages():
+            counts[(message.topic, message.msgtype)] += 1
+            first = message.time_ns if first is None else min(first, message.time_ns)
+            last = message.time_ns if last is None else max(last, message.time_ns)
+    except BagError as error:
+        raise CliError(str(error)) from None
+    span = 0.0 if first is None else (last - first) / 1e9
+    print(f"{args.bag}: {sum(counts.values())} messages over {span:.2f} s")
+    for (topic, msgtype), n in sorted(counts.items()):
+        print(f"  {topic:40s} {msgtype:36s} {n:6d}")
+    for error in reader.errors:
+        print(f"  unreadable: {error}")
+    return 1 if reader.errors else 0

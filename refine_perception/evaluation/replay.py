@@ -1,0 +1,145 @@
+"""Replay evaluation of the lane detector: its outputs (recorded by the bag player, by `ros2 bag record`,
+or computed offline by the node's own pipeline) matched by stamp to a lane bag's frames and scored.
+
+Timing comes from the player's timing.json (wall time each frame was sent) and the result bag's log
+times (wall time each output arrived): latency = arrival - sending, per frame. Frames without an output
+are drops; in realtime mode they count as missed lanes, which is what the robot lives with.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from refine_perception.bags.lane_bags import LaneBag, Stamp, cdr_stamp
+from refine_perception.bags.reader import BagError, BagReader
+from refine_perception.bags.writer import BagWriter
+from refine_perception.core.sync import ApproximateTimeSync
+from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
+from refine_perception.ros.bag_player import TIMING_FILE
+from refine_perception.ros.lane_pipeline import LanePipeline
+
+LANES_TOPIC = "/lanes"
+LANES_TYPE = "refine_msgs/msg/LaneArray"
+
+
+@dataclass
+class LaneEvaluation:
+    bag: LaneBag
+    scores: LaneScores
+    stamps: list[Stamp]  # the scored frames, in order (those with ground truth)
+    outputs: dict[Stamp, Any]
+    latency_ms: dict[Stamp, float] = field(default_factory=dict)
+    mode: str = "unknown"
+    wall_s: float | None = None
+    errors: list[str] = field(default_factory=list)
+    unmatched_outputs: int = 0
+
+    @property
+    def throughput_fps(self) -> float | None:
+        return len(self.outputs) / self.wall_s if self.wall_s else None
+
+    def timing_summary(self) -> dict[str, float]:
+        values = np.array(list(self.latency_ms.values()))
+        if not len(values):
+            return {}
+        return {"mean": float(values.mean()), "p50": float(np.percentile(values, 50)),
+                "p95": float(np.percentile(values, 95)), "max": float(values.max())}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "bag": str(self.bag.path),
+            "mode": self.mode,
+            "image_topic": self.bag.image_topic,
+            "frames_in_bag": len(self.bag.stamps),
+            "frames_scored": len(self.stamps),
+            "outputs": len(self.outputs),
+            "dropped": self.scores.frames_without_output,
+            "unmatched_outputs": self.unmatched_outputs,
+            "latency_ms": self.timing_summary(),
+            "throughput_fps": self.throughput_fps,
+            "errors": self.errors,
+            **self.scores.to_dict(),
+        }
+
+
+def read_results(result_bag: str | Path, topic: str = LANES_TOPIC) -> tuple[dict[Stamp, Any], dict[Stamp, int],
+                                                                              list[str]]:
+    """The outputs on `topic` by stamp, their log (arrival) times, and read errors."""
+    reader = BagReader(result_bag)
+    outputs: dict[Stamp, Any] = {}
+    arrived: dict[Stamp, int] = {}
+    undecodable: list[str] = []
+    for message in reader.messages({topic}):
+        try:
+            stamp = cdr_stamp(message.data)
+            outputs[stamp] = message.decode()
+        except BagError as error:
+            undecodable.append(str(error))
+            continue
+        arrived[stamp] = message.time_ns
+    return outputs, arrived, [str(error) for error in reader.errors] + undecodable
+
+
+def evaluate_lane_run(bag: LaneBag, result_bag: str | Path, topic: str = LANES_TOPIC,
+                      cut_ratio: float = 270 / 590) -> LaneEvaluation:
+    outputs, arrived, errors = read_results(result_bag, topic)
+    timing_path = Path(result_bag) / TIMING_FILE
+    timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
+    stamps = [s for s in bag.stamps if s in bag.truth]
+    if not stamps:
+        raise BagError(f"{bag.path}: no frame has ground truth on /ground_truth/lanes")
+    tags = [bag.tags.get(s, ()) for s in stamps]
+    scores = score_lane_frames([bag.truth[s] for s in stamps], [outputs.get(s) for s in stamps],
+                               tags if any(tags) else (), cut_ratio=cut_ratio)
+    evaluation = LaneEvaluation(bag, scores, stamps, outputs, errors=[str(e) for e in bag.errors] + errors,
+                                unmatched_outputs=sum(1 for s in outputs if s not in bag.truth))
+    if timing is not None:
+        sent = {(sec, nsec): wall for sec, nsec, wall in timing["frames"]}
+        evaluation.latency_ms = {s: (arrived[s] - sent[s]) / 1e6 for s in stamps if s in sent and s in arrived}
+        evaluation.mode = timing["mode"]
+        evaluation.errors += [e for e in timing.get("read_errors", []) if e not in evaluation.errors]
+        if sent and arrived:
+            evaluation.wall_s = (max(arrived.values()) - min(sent.values())) / 1e9
+    return evaluation
+
+
+def run_offline(bag: LaneBag, pipeline: LanePipeline, result_bag: str | Path, slop_s: float = 0.02,
+                storage: str = "mcap") -> int:
+    """Run the detector's pipeline on every frame of `bag` without DDS (images matched to CameraInfo by
+    the node's synchroniser) and write the LaneArrays like the player records them; returns the count."""
+    topics = {bag.image_topic} | ({bag.camera_info_topic} if bag.camera_info_topic else set())
+    sent: list[list[int]] = []
+    errors: list[str] = []
+    count = 0
+    with BagWriter(result_bag, storage, overwrite=True) as writer:
+
+        def process(image: Any, info: Any) -> None:
+            nonlocal count
+            started = time.time_ns()
+            lanes, _ = pipeline(image, info)
+            writer.write(LANES_TOPIC, lanes, time.time_ns())
+            sent.append([image.header.stamp.sec, image.header.stamp.nanosec, started])
+            count += 1
+
+        sync = ApproximateTimeSync(2, 10, slop_s, process)
+        reader = BagReader(bag.path)
+        for message in reader.messages(topics):
+            try:
+                msg = message.decode()
+            except BagError as error:
+                errors.append(str(error))
+                continue
+            if bag.camera_info_topic is None:
+                process(msg, None)
+            else:
+                sync.add(0 if message.topic == bag.image_topic else 1, msg)
+    timing = {"mode": "offline", "rate": None, "bag": str(Path(bag.path).resolve()), "frames": sent, "timeouts": 0,
+              "read_errors": [str(e) for e in reader.errors] + errors}
+    (Path(result_bag) / TIMING_FILE).write_text(json.dumps(timing))
+    return count

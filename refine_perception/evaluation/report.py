@@ -1,0 +1,178 @@
+"""The replay report: report.md with the figures as tables, PNG plots (precision/recall against the score
+threshold, latency histogram and over time, F1 per category) and a strip of the worst frames with ground
+truth (thin white) under the detector's lanes (coloured by type)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from refine_perception.bags.lane_bags import cdr_stamp  # noqa: E402
+from refine_perception.bags.reader import BagReader  # noqa: E402
+from refine_perception.data.preview import grid  # noqa: E402
+from refine_perception.evaluation.lanes import image_points  # noqa: E402
+from refine_perception.evaluation.replay import LaneEvaluation  # noqa: E402
+from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy  # noqa: E402
+from refine_perception.ros.lane_messages import draw_overlay  # noqa: E402
+
+WORST_FRAMES = 6
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _table(rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
+
+
+def _plot_pr(evaluation: LaneEvaluation, path: Path) -> None:
+    curve = np.array(evaluation.scores.pr_curve)
+    f1 = np.divide(2 * curve[:, 1] * curve[:, 2], curve[:, 1] + curve[:, 2], out=np.zeros(len(curve)),
+                   where=curve[:, 1] + curve[:, 2] > 0)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve[:, 0], curve[:, 1], "o-", label="precision")
+    ax.plot(curve[:, 0], curve[:, 2], "s-", label="recall")
+    ax.plot(curve[:, 0], f1, "^-", label="F1")
+    ax.set(xlabel="lane score threshold", ylabel="at IoU 0.5", ylim=(0, 1.02),
+           title="Precision / recall vs threshold (from the node's own threshold up)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_latency(evaluation: LaneEvaluation, path: Path) -> None:
+    stamps = [s for s in evaluation.stamps if s in evaluation.latency_ms]
+    values = np.array([evaluation.latency_ms[s] for s in stamps])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    left.hist(values, bins=min(40, max(5, len(values) // 3)), color="#0072B2")
+    left.set(xlabel="latency (ms): image sent -> lanes received", ylabel="frames", title="Latency histogram")
+    right.plot(np.arange(len(values)), values, ".-", color="#D55E00", markersize=3)
+    right.set(xlabel="frame", ylabel="latency (ms)", title="Latency over the run")
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _plot_categories(evaluation: LaneEvaluation, path: Path) -> None:
+    culane = evaluation.scores.culane
+    names = ["all", *evaluation.scores.categories()]
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(names)), 3.6))
+    ax.bar(x - 0.2, [culane.f1(0.5, n) for n in names], 0.4, label="F1@50", color="#009E73")
+    ax.bar(x + 0.2, [culane.f1(0.75, n) for n in names], 0.4, label="F1@75", color="#56B4E9")
+    ax.set_xticks(x, names)
+    ax.set(ylim=(0, 1.02), ylabel="F1", title="CULane F1 per category")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _worst_frames(evaluation: LaneEvaluation, path: Path, count: int = WORST_FRAMES) -> list[int]:
+    ranked = sorted(evaluation.scores.per_frame, key=lambda f: (-f.errors, f.index))[:count]
+    wanted = {evaluation.stamps[f.index]: f for f in ranked if f.errors > 0}
+    if not wanted:
+        return []
+    tiles: dict[int, np.ndarray] = {}
+    for message in BagReader(evaluation.bag.path).messages({evaluation.bag.image_topic}):
+        stamp = cdr_stamp(message.data)
+        if stamp not in wanted:
+            continue
+        msg = message.decode()
+        image = compressed_to_numpy(msg, "bgr8") if hasattr(msg, "format") else image_to_numpy(msg, "bgr8")
+        truth = [np.round(image_points(lane) * 16).astype(np.int32) for lane in evaluation.bag.truth[stamp].lanes]
+        cv2.polylines(image, truth, False, (255, 255, 255), 1, cv2.LINE_AA, shift=4)
+        output = evaluation.outputs.get(stamp)
+        if output is not None:
+            image = draw_overlay(image, output)
+        frame = wanted[stamp]
+        label = f"frame {frame.index}: {frame.fp} FP, {frame.fn} FN" + ("" if output is not None else " (dropped)")
+        cv2.putText(image, label, (12, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2, cv2.LINE_AA)
+        tiles[frame.index] = image
+    order = sorted(tiles)
+    if order and not cv2.imwrite(str(path), grid([tiles[k] for k in order], cols=2, tile_width=480)):
+        raise OSError(f"cannot write {path}")
+    return order
+
+
+def write_report(evaluation: LaneEvaluation, out: str | Path, title: str = "Lane replay evaluation") -> Path:
+    """Write report.md, figures.json and the PNGs into `out`; returns the report's path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = evaluation.to_dict()
+    (folder / "figures.json").write_text(json.dumps(figures, indent=2))
+    s = evaluation.scores
+    tusimple = s.tusimple
+    lines = [f"# {title}", "",
+             f"Bag `{Path(evaluation.bag.path).name}`, camera `{evaluation.bag.image_topic}`, mode **{evaluation.mode}**: "
+             f"{len(evaluation.bag.stamps)} frames, {len(evaluation.stamps)} with ground truth scored, "
+             f"{len(evaluation.outputs)} outputs, {s.frames_without_output} frames without output (counted as "
+             "missed lanes).", "", "## Accuracy", "",
+             _table([["metric", "value"],
+                     ["CULane F1@50", _pct(s.culane.f1(0.5))], ["CULane F1@75", _pct(s.culane.f1(0.75))],
+                     ["CULane mF1 (0.50:0.95)", _pct(s.culane.mf1())],
+                     ["TuSimple accuracy", _pct(tusimple.accuracy)], ["TuSimple FP", _pct(tusimple.fp)],
+                     ["TuSimple FN", _pct(tusimple.fn)],
+                     ["lane type accuracy", f"{_pct(s.type_accuracy)} ({s.type_total} matched lanes)"],
+                     ["lane colour accuracy", f"{_pct(s.color_accuracy)} ({s.color_total})"],
+                     ["tracking id switches", str(s.id_switches)]]), ""]
+    if s.categories():
+        rows = [["category", "frames", "F1@50", "F1@75", "mF1"]]
+        rows += [[name, str(s.culane.images[name]), _pct(s.culane.f1(0.5, name)), _pct(s.culane.f1(0.75, name)),
+                  _pct(s.culane.mf1(name))] for name in ["all", *s.categories()]]
+        lines += ["### Per category", "", _table(rows), "", "![F1 per category](per_category_f1.png)", ""]
+        _plot_categories(evaluation, folder / "per_category_f1.png")
+    _plot_pr(evaluation, folder / "precision_recall.png")
+    lines += ["### Precision and recall against the score threshold", "", "![precision/recall](precision_recall.png)",
+              ""]
+    lines += ["## Timing", ""]
+    latency = evaluation.timing_summary()
+    if latency:
+        _plot_latency(evaluation, folder / "latency.png")
+        fps = evaluation.throughput_fps
+        lines += [_table([["latency mean", "p50", "p95", "max", "throughput", "dropped"],
+                          [f"{latency['mean']:.1f} ms", f"{latency['p50']:.1f} ms", f"{latency['p95']:.1f} ms",
+                           f"{latency['max']:.1f} ms", "-" if fps is None else f"{fps:.2f} FPS",
+                           str(s.frames_without_output)]]),
+                  "", "Latency is the wall time from the player sending a frame to the lanes of that frame arriving "
+                  "(offline: the pipeline's time per frame).", "", "![latency](latency.png)", ""]
+    else:
+        lines += ["No timing: the results came without the player's timing.json (e.g. `ros2 bag record`).", ""]
+    worst = _worst_frames(evaluation, folder / "worst_frames.png")
+    if worst:
+        lines += ["## Worst frames", "", f"Frames {', '.join(map(str, worst))}: ground truth in thin white, the "
+                  "detector's lanes coloured by type.", "", "![worst frames](worst_frames.png)", ""]
+    if evaluation.errors:
+        lines += ["## Read errors", "", *[f"- {error}" for error in evaluation.errors], ""]
+    path = folder / "report.md"
+    path.write_text("\n".join(lines))
+    return path
+
+
+def summary_lines(figures: dict[str, Any]) -> list[str]:
+    """A few lines for the terminal."""
+    latency = figures["latency_ms"]
+    lines = [f"{figures['frames_scored']} frames scored ({figures['mode']}), {figures['dropped']} without output: "
+             f"F1@50 {100 * figures['F1@50']:.2f}  F1@75 {100 * figures['F1@75']:.2f}  mF1 {100 * figures['mF1']:.2f}  "
+             f"TuSimple acc {100 * figures['tusimple']['Accuracy']:.2f}  "
+             f"type acc {_pct(figures['type_accuracy'])}  id switches {figures['id_switches']}"]
+    if latency:
+        lines.append(f"latency p50 {latency['p50']:.1f} ms  p95 {latency['p95']:.1f} ms  max {latency['max']:.1f} ms"
+                     + (f"  throughput {figures['throughput_fps']:.2f} FPS" if figures["throughput_fps"] else ""))
+    lines += [f"read error: {error}" for error in figures["errors"]]
+    return lines

@@ -1,0 +1,120 @@
+"""The lane detector's per-frame work without a node: image message (+ CameraInfo) in, LaneArray out.
+
+The lane_detector node runs it on what arrives over DDS and bag evaluation runs it offline on the bag's
+messages, so the offline figures are those of the node's own code, not of a re-implementation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, Image
+
+from refine_msgs.msg import LaneArray
+from refine_perception.core.camera import CameraModelError, PinholeCamera
+from refine_perception.lanes.backends import BackendConfig, open_lane_backend
+from refine_perception.lanes.ground import project_lanes
+from refine_perception.lanes.tracking import LaneTracker
+from refine_perception.models.clrnet.decode import DecodeSettings
+from refine_perception.models.clrnet.predict import LanePredictor
+from refine_perception.ros.graph_runner import share_dir
+from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy
+from refine_perception.ros.lane_messages import lane_array
+
+DEFAULT_MODEL = "clrnet_r18_synthetic.safetensors"
+CULANE_CUT_RATIO = 270 / 590
+
+
+def default_model_path() -> Path:
+    """The shipped default weights: share/refine_perception/models, or the source tree's models/."""
+    return share_dir() / "models" / DEFAULT_MODEL
+
+
+@dataclass
+class PipelineSettings:
+    """The lane_detector parameters that shape its output (same names and defaults as the node's)."""
+
+    score_threshold: float = 0.4
+    nms_threshold: float = 50.0
+    max_lanes: int = 4
+    cut_height_ratio: float = -1.0
+    camera_height_m: float = 1.5
+    camera_pitch_rad: float = 0.0
+    camera_roll_rad: float = 0.0
+    camera_yaw_rad: float = 0.0
+    ground_frame: str = "base_footprint"
+    max_range_m: float = 80.0
+    tracking: bool = True
+    max_missed: int = 2
+    smoothing: float = 0.7
+
+    @classmethod
+    def from_params(cls, params: Any) -> PipelineSettings:
+        """From an object or mapping with (at least) these names, e.g. the node's parameters."""
+        get = params.get if isinstance(params, dict) else lambda name, default: getattr(params, name, default)
+        return cls(**{f.name: type(f.default)(get(f.name, f.default)) for f in fields(cls)})
+
+
+def open_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "fp32",
+                   threads: int = 0) -> tuple[LanePredictor, float, str]:
+    """The predictor of `model` (empty: the shipped default) on `backend`, the model's crop ratio and a
+    description of the backend. Raises ModelFileError/BackendError/UnsupportedCombination/OSError."""
+    path = Path(model) if model else default_model_path()
+    opened = open_lane_backend(path, BackendConfig(backend=backend, device=device or None, precision=precision,
+                                                   threads=threads))
+    metadata = opened.metadata
+    cut_ratio = CULANE_CUT_RATIO
+    if metadata.get("cut_height") and metadata.get("ori_height"):
+        cut_ratio = float(metadata["cut_height"]) / float(metadata["ori_height"])
+    info = opened.info
+    return (LanePredictor(opened, opened.input_size, DecodeSettings()), cut_ratio,
+            f"{info.name} {info.device} {info.precision} ({info.provider})")
+
+
+class LanePipeline:
+    """Per frame: decode the image (zero-copy for bgr8), predict, project onto the road plane when a
+    CameraInfo is given, track, and build the LaneArray (header = the image's)."""
+
+    def __init__(self, predictor: LanePredictor, settings: PipelineSettings, model_cut_ratio: float) -> None:
+        self.predictor = predictor
+        self.settings = settings
+        self.model_cut_ratio = model_cut_ratio
+        self.tracker = LaneTracker(max_missed=settings.max_missed, smoothing=settings.smoothing)
+
+    def decode_settings(self, height: int) -> DecodeSettings:
+        s = self.settings
+        ratio = self.model_cut_ratio if s.cut_height_ratio < 0 else s.cut_height_ratio
+        return DecodeSettings(cut_height=min(int(round(ratio * height)), height - 1),
+                              conf_threshold=s.score_threshold, nms_threshold=s.nms_threshold,
+                              max_lanes=s.max_lanes)
+
+    def camera(self, info: CameraInfo | None, width: int, height: int) -> PinholeCamera | None:
+        if info is None:
+            return None
+        if (info.width, info.height) != (width, height) or not any(info.k):
+            raise CameraModelError(f"CameraInfo {info.width}x{info.height} with K {list(info.k)} does not "
+                                   f"describe the {width}x{height} image")
+        s = self.settings
+        return PinholeCamera.from_camera_info(
+            {"k": np.asarray(info.k).reshape(3, 3), "d": list(info.d), "width": info.width, "height": info.height,
+             "distortion_model": info.distortion_model},
+            {"mount_height": s.camera_height_m, "pitch": s.camera_pitch_rad, "roll": s.camera_roll_rad,
+             "yaw": s.camera_yaw_rad},
+        )
+
+    def __call__(self, msg: Any, info: CameraInfo | None) -> tuple[LaneArray, np.ndarray]:
+        """The LaneArray of image message `msg` (Image or CompressedImage), and the decoded BGR image."""
+        image = image_to_numpy(msg, desired="bgr8") if isinstance(msg, Image) else compressed_to_numpy(msg, "bgr8")
+        height, width = image.shape[:2]
+        self.predictor.settings = self.decode_settings(height)
+        prediction = self.predictor([image])[0]
+        camera = self.camera(info, width, height)
+        s = self.settings
+        ground = project_lanes(camera, prediction.lanes, max_range=s.max_range_m) if camera else None
+        ids = self.tracker.update(prediction.lanes, ground) if s.tracking else None
+        lanes = lane_array(msg.header, (height, width), prediction, ids, ground,
+                           s.ground_frame if camera is not None else "")
+        return lanes, image
