@@ -9,7 +9,7 @@ Phases (all in one run, so the figures compare):
   4. in this process, after the node is gone: per-frame time of plain PyTorch eager forward + decoding
      against the node's backend + decoding, on the same model and images, and their ratio.
 
-    ./dev run python -m benchmarks.bench_lanes_node [--frames 200] [--backend onnxruntime] [--json]
+    ./dev run python -m benchmarks.bench_lanes_node [--frames 200] [--backend onnxruntime] [--precision auto] [--json]
 """
 
 from __future__ import annotations
@@ -102,6 +102,7 @@ def node_phases(args: argparse.Namespace, images: list[Image]) -> dict[str, obje
     with tempfile.TemporaryDirectory() as cache:
         env = {**os.environ, "XDG_CACHE_HOME": cache}
         command = ["lane_detector", "--ros-args", "-p", f"backend:={args.backend}", "-p", "use_camera_info:=false",
+                   "-p", f"precision:={args.precision}",
                    "-p", f"model:={args.model}", "-r", "image_raw:=bench/image_raw", "-r", "lanes:=bench/lanes"]
         log = open(Path(cache) / "lane_detector.log", "w+")  # a file, not a pipe: a full pipe would block the node
         node = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
@@ -161,19 +162,23 @@ def pipeline_ratio(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
     settings = DecodeSettings(cut_height=int(metadata.get("cut_height", 270)))
     eager = LanePredictor.from_model(model, settings)
     with tempfile.TemporaryDirectory() as cache:
-        backend = open_lane_backend(args.model, BackendConfig(backend=args.backend, cache_dir=cache))
+        backend = open_lane_backend(args.model, BackendConfig(backend=args.backend, precision=args.precision,
+                                                              cache_dir=cache))
         fast = LanePredictor(backend, backend.input_size, settings)
         frame = iter(range(10**9))
         eager_ms = median_ms(lambda: eager([frames[next(frame) % len(frames)]]), args.repeat)
         fast_ms = median_ms(lambda: fast([frames[next(frame) % len(frames)]]), args.repeat)
     return {"torch_eager_ms": round(eager_ms, 1), f"{backend.info.name}_ms": round(fast_ms, 1),
-            "backend": f"{backend.info.name} ({backend.info.provider})", "speedup": round(eager_ms / fast_ms, 2)}
+            "backend": f"{backend.info.name} {backend.info.precision} ({backend.info.provider})",
+            "speedup": round(eager_ms / fast_ms, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="weights (default: the shipped model)")
     parser.add_argument("--backend", default="onnxruntime", choices=("auto", "torch", "onnxruntime", "tensorrt"))
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
+                        help="auto: int8 for onnxruntime on the CPU, as the node's default")
     parser.add_argument("--frames", type=int, default=200, help="lock-step frames")
     parser.add_argument("--overload-s", type=float, default=20.0, help="seconds at twice the lock-step rate")
     parser.add_argument("--memory-frames", type=int, default=0, help="extra overload frames to watch memory over")

@@ -124,6 +124,24 @@ def test_pooling_reads_features_at_prior_points() -> None:
     assert torch.equal(pool_prior_features(feature, xs[0], ys), pooled)  # priors shared by the batch
 
 
+def test_exported_pooling_gathers_the_numbers_grid_sample_gives() -> None:
+    """The ONNX graph samples with gathers (onnxruntime's GridSample is slow): same values and gradients,
+    off-map and partly-off-map points included."""
+    from refine_perception.models.clrnet.roi_gather import _gather_bilinear
+
+    torch.manual_seed(0)
+    feature = torch.randn(2, 8, 10, 25, requires_grad=True)
+    xs = torch.rand(2, 6, 9) * 1.4 - 0.2
+    ys = torch.linspace(-0.05, 1.05, 9)
+    grid = torch.stack([xs, ys.expand_as(xs)], dim=-1) * 2.0 - 1.0
+    want = torch.nn.functional.grid_sample(feature, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    got = _gather_bilinear(feature, xs, ys)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+    (want_grad,) = torch.autograd.grad(want.square().sum(), feature)
+    (got_grad,) = torch.autograd.grad(got.square().sum(), feature)
+    torch.testing.assert_close(got_grad, want_grad, atol=1e-4, rtol=0)
+
+
 def test_pooling_rows_run_top_down_over_the_36_sample_rows() -> None:
     head = CLRHead()
     rows = head.sample_rows

@@ -76,7 +76,7 @@ def test_onnxruntime_matches_torch_eager(weights: Path, cache: Path) -> None:
                                       "provider": backend.info.provider}
     assert backend.info.provider.endswith("CPUExecutionProvider")
     digest = load_lane_model(weights)[1]["sha256"]
-    assert [p.name for p in onnx_files(cache)] == [f"clrnet-{digest[:16]}-opset17-64x160.onnx"]
+    assert [p.name for p in onnx_files(cache)] == [f"clrnet-{digest[:16]}-opset17-v3-64x160.onnx"]
 
 
 def test_torch_cpu_backend_equals_the_model_forward(weights: Path) -> None:
@@ -129,6 +129,26 @@ def test_corrupt_onnx_cache_is_rebuilt(weights: Path, cache: Path, tmp_path: Pat
         np.testing.assert_allclose(out, want, atol=1e-4, rtol=0)
 
 
+def test_int8_onnxruntime_is_calibrated_cached_and_close_to_fp32(weights: Path, cache: Path, tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    shutil.copytree(cache, directory)
+    backend = open_lane_backend(weights, BackendConfig("onnxruntime", device="cpu", precision="int8",
+                                                       cache_dir=directory, threads=1))
+    assert backend.info.precision == "int8"
+    (int8_file,) = [p for p in onnx_files(directory) if "-int8-" in p.name]
+    stamp = int8_file.stat().st_mtime_ns
+    # precision auto on the CPU is int8, from the same cached file
+    auto = open_lane_backend(weights, BackendConfig("auto", device="cpu", precision="auto", cache_dir=directory,
+                                                    threads=1))
+    assert (auto.info.name, auto.info.precision) == ("onnxruntime", "int8")
+    assert int8_file.stat().st_mtime_ns == stamp
+    images = batch(2, seed=5)
+    for got, want in zip(backend(images), eager(weights, images)):
+        assert got.shape == want.shape and np.isfinite(got).all()
+        # 8-bit activations: errors of a few quantisation steps, far below the outputs' spread
+        assert np.abs(got - want).mean() < 0.1 * want.std()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, auto picks tensorrt or torch on CUDA")
 def test_auto_picks_onnxruntime_on_cpu(weights: Path, cache: Path) -> None:
     backend = open_lane_backend(weights, BackendConfig(cache_dir=cache, threads=1))
@@ -144,6 +164,7 @@ def test_auto_picks_onnxruntime_on_cpu(weights: Path, cache: Path) -> None:
     (BackendConfig("onnxruntime", channels_last=True), "torch options"),
     (BackendConfig("tensorrt", device="cpu"), "needs a CUDA device"),
     (BackendConfig("auto", device="cpu", precision="fp16"), "fp16 needs"),
+    (BackendConfig("torch", device="cpu", precision="int8"), "int8 runs on onnxruntime only"),
 ])
 def test_unsupported_combinations_raise(weights: Path, tmp_path: Path, config: BackendConfig, match: str) -> None:
     config = BackendConfig(**{**config.__dict__, "cache_dir": tmp_path})
@@ -153,7 +174,7 @@ def test_unsupported_combinations_raise(weights: Path, tmp_path: Path, config: B
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"backend": "openvino"}, "backend must be"),
-    ({"precision": "int8"}, "precision must be"),
+    ({"precision": "int4"}, "precision must be"),
     ({"device": "gpu"}, "device must be"),
     ({"threads": -1}, "threads"),
     ({"max_batch": 0}, "max_batch"),

@@ -108,7 +108,7 @@ def _offline(bag: Any, params: dict[str, Any], results: Path) -> None:
 
     try:
         predictor, cut_ratio, _ = open_predictor(str(params.get("model", "")), str(params.get("backend", "auto")),
-                                                 str(params.get("device", "")), str(params.get("precision", "fp32")),
+                                                 str(params.get("device", "")), str(params.get("precision", "auto")),
                                                  int(params.get("threads", 0)))
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
         raise CliError(f"cannot load the lane model: {error}") from None

@@ -58,7 +58,7 @@ class PipelineSettings:
         return cls(**{f.name: type(f.default)(get(f.name, f.default)) for f in fields(cls)})
 
 
-def open_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "fp32",
+def open_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",
                    threads: int = 0) -> tuple[LanePredictor, float, str]:
     """The predictor of `model` (empty: the shipped default) on `backend`, the model's crop ratio and a
     description of the backend. Raises ModelFileError/BackendError/UnsupportedCombination/OSError."""

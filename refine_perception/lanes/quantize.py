@@ -1,0 +1,59 @@
+"""int8 CLRNet for onnxruntime on the CPU: static QDQ quantisation calibrated on synthetic road scenes.
+
+On this 2-core Xeon (VNNI/AMX), the 160x400 default model's network takes 19-21 ms in int8 against
+46-47 ms in fp32 (medians of 30, onnxruntime 1.31, 2 threads). The head's last layers (the regression,
+classification, type and colour stacks) stay in fp32: quantising them too saved almost nothing and cost
+8 points of CULane F1@75. As done here, on 300 held-out scenes: F1@50 90.03 -> 89.71, F1@75
+68.38 -> 68.49, lane type accuracy 90.12 -> 90.08 (fp32 -> int8).
+
+Calibration uses scenes of a seed no training, validation or test split uses, rendered in the model's
+framing, so the file depends only on the model and the constants here (they name the cached file).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from refine_perception.data.synthetic.road import CULANE_HORIZON, road_sample
+from refine_perception.models.clrnet.preprocess import crop_resize, to_network
+
+QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")
+FLOAT_LAYERS = ("/head/reg", "/head/cls", "/head/type", "/head/color")
+CALIBRATION_SEED = 97
+CALIBRATION_IMAGES = 32
+CULANE_SIZE = (1640, 590)
+
+
+def calibration_images(input_size: tuple[int, int], cut_height: int, num: int = CALIBRATION_IMAGES,
+                       seed: int = CALIBRATION_SEED) -> list[np.ndarray]:
+    """float32 (1, 3, H, W) network inputs of `num` synthetic CULane-framed scenes."""
+    width, height = CULANE_SIZE
+    return [to_network(crop_resize(road_sample(seed, k, width, height, horizon=CULANE_HORIZON).image, cut_height,
+                                   input_size)) for k in range(num)]
+
+
+def quantize_onnx(source: Path, target: Path, images: list[np.ndarray], input_name: str) -> None:
+    """Write the int8 QDQ version of the fp32 ONNX model `source` to `target`."""
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Images(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.remaining = iter(images)
+
+        def get_next(self) -> dict[str, Any] | None:
+            batch = next(self.remaining, None)
+            return None if batch is None else {input_name: batch}
+
+    with tempfile.TemporaryDirectory() as folder:
+        prepared = Path(folder) / "prepared.onnx"
+        quant_pre_process(str(source), str(prepared))
+        nodes = [node.name for node in onnx.load(str(prepared)).graph.node
+                 if node.op_type in QUANTIZED_OPS and not node.name.startswith(FLOAT_LAYERS)]
+        quantize_static(str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
