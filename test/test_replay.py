@@ -55,6 +55,10 @@ def test_lossless_replay_over_dds_equals_offline(dataset_bag, tmp_path):
         {k: v for k, v in offline.items() if k not in TIMING_KEYS}
     # not only the figures: the node published exactly the LaneArrays the offline pipeline computed
     assert lanes_by_stamp(tmp_path / "lossless" / "results") == lanes_by_stamp(tmp_path / "offline" / "results")
+    # every output is recorded, not only what is scored
+    recorded = BagReader(tmp_path / "lossless" / "results").topics()
+    assert recorded == {"/lanes": "refine_msgs/msg/LaneArray", "/lane_markers": "visualization_msgs/msg/MarkerArray",
+                        "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray"}
     assert lossless["F1@50"] > 0.5 and lossless["latency_ms"]["p50"] > 0
     report = (tmp_path / "lossless" / "report.md").read_text()
     assert "CULane F1@50" in report and "Per category" in report and "latency.png" in report

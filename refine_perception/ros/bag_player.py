@@ -3,8 +3,8 @@
 Two modes:
 - realtime: messages go out at their recorded pace (times `rate`). A node that cannot keep up drops
   frames (its input queue holds one) and they are counted: the honest real-time figure.
-- lossless: after each camera frame the player waits until every recorded output topic has published
-  the result stamped like it (or `frame_timeout_s`, counted), so every frame is processed and scored.
+- lossless: after each camera frame the player waits until the first recorded topic (the lanes) has
+  published the result stamped like it (or `frame_timeout_s`, counted), so every frame is processed.
 
 Messages are published as the recorded bytes (no decoding), /clock follows each message's recorded
 time, so nodes on use_sim_time see the recording's time. Outputs are recorded with their receipt time
@@ -29,6 +29,8 @@ from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
 
 TIMING_FILE = "timing.json"
+RECORD_DEFAULT = ("lanes:refine_msgs/msg/LaneArray,lane_markers:visualization_msgs/msg/MarkerArray,"
+                  "/diagnostics:diagnostic_msgs/msg/DiagnosticArray")
 
 
 def parse_record(spec: str) -> list[tuple[str, str]]:
@@ -65,8 +67,8 @@ class BagPlayer(PerceptionNode):
         Param("image_topic", "", "The bag's camera topic (the frames); empty = its only image topic",
               read_only=True),
         Param("remap", "", "Rename bag topics on playback: /from:=/to,...", read_only=True),
-        Param("record", "lanes:refine_msgs/msg/LaneArray", "Outputs to record and wait for: topic:type,...",
-              read_only=True),
+        Param("record", RECORD_DEFAULT, "Outputs to record, topic:type,...; lossless mode waits for the "
+              "first (it must have a header)", read_only=True),
         Param("result_bag", "", "Write the recorded outputs here (empty: record nothing)", read_only=True),
         Param("storage", "mcap", "Storage of the result bag", choices=tuple(STORAGES), read_only=True),
         Param("output_qos", "reliable", "QoS of the played topics", choices=QOS_CHOICES, read_only=True),
@@ -90,8 +92,9 @@ class BagPlayer(PerceptionNode):
         self.frames_sent: list[tuple[Stamp, int]] = []  # (stamp, wall ns sent)
         self.timeouts = 0
         self.results = {topic: 0 for topic, _ in self.record}
+        self._wait_topic = self.record[0][0] if self.record else ""
         self._lock = threading.Lock()
-        self._received: dict[str, set[Stamp]] = {topic: set() for topic, _ in self.record}
+        self._received: set[Stamp] = set()  # stamps of the results on the first recorded topic
         self._arrived = threading.Condition(self._lock)
         self._writer = BagWriter(p.result_bag, p.storage, overwrite=True) if p.result_bag else None
         self._qos = qos_from_name(p.output_qos, 1)
@@ -109,23 +112,26 @@ class BagPlayer(PerceptionNode):
 
     def _on_result(self, topic: str, msgtype: str, data: bytes) -> None:
         received_ns = time.time_ns()
-        try:
-            stamp = cdr_stamp(data)
-        except BagError as error:
-            self.counters.count_dropped("malformed_result")
-            self.get_logger().warning(f"result on {topic}: {error}", throttle_duration_sec=1.0)
-            return
+        stamp = None
+        if topic == self._wait_topic:
+            try:
+                stamp = cdr_stamp(data)
+            except BagError as error:
+                self.counters.count_dropped("malformed_result")
+                self.get_logger().warning(f"result on {topic}: {error}", throttle_duration_sec=1.0)
+                return
         with self._arrived:
             if self._writer is not None:
                 self._writer.write_raw(self.resolve_topic_name(topic), msgtype, data, received_ns)
-            self._received[topic].add(stamp)
             self.results[topic] += 1
-            self._arrived.notify_all()
+            if stamp is not None:
+                self._received.add(stamp)
+                self._arrived.notify_all()
 
     def _wait_for_results(self, stamp: Stamp, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._arrived:
-            while not all(stamp in seen for seen in self._received.values()):
+            while stamp not in self._received:
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set():
                     return False
@@ -145,7 +151,7 @@ class BagPlayer(PerceptionNode):
         image_pub = self._publisher(image_topic, self.topics[image_topic])
         while time.monotonic() < deadline and not self._stop.is_set():
             ready = image_pub.get_subscription_count() > 0 and all(
-                self.count_publishers(topic) > 0 for topic, _ in self.record)
+                self.count_publishers(topic) > 0 for topic, _ in self.record[:1])
             if ready:
                 time.sleep(0.2)  # let discovery finish for the other topics of the graph
                 return
