@@ -4,6 +4,7 @@ and realtime) or offline -> figures and report; lossless replay equals offline e
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,22 @@ def test_replay_of_a_bag_without_ground_truth_is_a_clear_error(tmp_path):
     result = subprocess.run([*CLI, "replay", str(tmp_path / "empty"), "--out", str(tmp_path / "r"), "--mode",
                              "offline"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "no frame has ground truth" in result.stderr
+
+
+def test_lossless_replay_of_a_bag_whose_camera_info_follows_the_image(tmp_path):
+    """Robot bags often log a frame's CameraInfo just after its image: the player must not wait for the
+    lanes before that CameraInfo is out (the detector needs both)."""
+    from refine_perception.bags.writer import BagWriter
+
+    drive = tmp_path / "drive"
+    run("bag", "write", str(drive), "--source", "synthetic:drive?seed=6&frames=4")
+    messages = list(BagReader(drive).messages())
+    order = {"/camera/image_raw/compressed": 0, "/camera/camera_info": 1}
+    with BagWriter(tmp_path / "robot", "mcap") as writer:
+        for message in sorted(messages, key=lambda m: (m.time_ns, order.get(m.topic, 2))):
+            writer.write_raw(message.topic, message.msgtype, message.data, message.time_ns)
+    shutil.copy(drive / "lane_detector.yaml", tmp_path / "robot")
+    run("replay", str(tmp_path / "robot"), "--out", str(tmp_path / "rep"), "--mode", "lossless")
+    result = figures(tmp_path / "rep")
+    timing = json.loads((tmp_path / "rep" / "results" / "timing.json").read_text())
+    assert result["frames_scored"] == 4 and result["dropped"] == 0 and timing["timeouts"] == 0

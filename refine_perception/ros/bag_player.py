@@ -169,10 +169,16 @@ class BagPlayer(PerceptionNode):
             self.get_logger().info(f"playing {p.bag} ({p.mode}), frames on {image_topic}")
             wall_start = time.monotonic()
             bag_start: int | None = None
-            lossless = p.mode == "lossless"
+            lossless = p.mode == "lossless" and bool(self.record)
+            pending: Stamp | None = None  # lossless: the frame whose result is awaited
             for message in self.reader.messages():
                 if self._stop.is_set():
                     break
+                if lossless and pending is not None and message.topic == image_topic:
+                    # waited for here, just before the next image, so that whatever the bag holds
+                    # between two images (a CameraInfo recorded after its image) is out first
+                    self._await(pending)
+                    pending = None
                 if bag_start is None:
                     bag_start = message.time_ns
                 if not lossless:
@@ -193,10 +199,10 @@ class BagPlayer(PerceptionNode):
                 with self._lock:
                     self.frames_sent.append((stamp, time.time_ns()))
                 self.counters.count_processed()
-                if lossless and self.record and not self._wait_for_results(stamp, p.frame_timeout_s):
-                    self.timeouts += 1
-                    self.counters.count_dropped("result_timeout")
-            if not lossless and self.frames_sent:  # let the last results arrive
+                pending = stamp
+            if lossless and pending is not None:
+                self._await(pending)
+            elif self.frames_sent:  # let the last results arrive
                 self._wait_for_results(self.frames_sent[-1][0], min(p.frame_timeout_s, 2.0))
             for error in self.reader.errors:
                 self.get_logger().error(str(error))
@@ -205,6 +211,11 @@ class BagPlayer(PerceptionNode):
             self.get_logger().error(self.play_error)
         finally:
             self.finished.set()
+
+    def _await(self, stamp: Stamp) -> None:
+        if not self._wait_for_results(stamp, self.params.frame_timeout_s):
+            self.timeouts += 1
+            self.counters.count_dropped("result_timeout")
 
     # ------------------------------------------------------------------------------------ the end
 
