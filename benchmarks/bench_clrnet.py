@@ -1,5 +1,6 @@
-"""CLRNet network forward time per backbone and input size at batch 1 on the CPU: torch eager and
-onnxruntime, each with 2 threads, medians over repeated runs measured in the same process. 320x800 is
+"""CLRNet network forward time per backbone and input size at batch 1 on the CPU: torch eager,
+onnxruntime fp32 and onnxruntime int8 (the node's CPU default; random weights here, so only the time
+means anything), each with 2 threads, medians over repeated runs measured in the same process. 320x800 is
 the paper's input; 160x400 is the shipped default model's.
 
     ./dev run python -m benchmarks.bench_clrnet [--repeat 5] [--backbones resnet18 dla34] [--sizes 320x800] [--json]
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import onnxruntime as ort
 import torch
 
+from refine_perception.lanes.backends import INPUT_NAME, export_onnx
+from refine_perception.lanes.quantize import calibration_images, quantize_onnx
 from refine_perception.models.backbones import build_backbone
 from refine_perception.models.clrnet.model import CLRNet
 
@@ -39,22 +42,26 @@ def measure(backbone: str, size: tuple[int, int], repeat: int, threads: int) -> 
     with torch.inference_mode():
         eager = median_ms(lambda: model(images), repeat)
     with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "clrnet.onnx")
-        torch.onnx.export(model, (images,), path, opset_version=17, input_names=["images"],
-                          output_names=["lanes", "types", "colors"], dynamo=False)
+        path = Path(folder) / "clrnet.onnx"
+        export_onnx(model, path)
+        quantized = Path(folder) / "clrnet-int8.onnx"
+        quantize_onnx(path, quantized, calibration_images(size, 270, num=8), INPUT_NAME)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        feed = {"images": images.numpy()}
-        onnx_ms = median_ms(lambda: session.run(None, feed), repeat)
-        size_mb = os.path.getsize(path) / 1e6
+        feed = {INPUT_NAME: images.numpy()}
+        timings = {}
+        for name, file in (("onnxruntime_ms", path), ("onnxruntime_int8_ms", quantized)):
+            session = ort.InferenceSession(str(file), options, providers=["CPUExecutionProvider"])
+            timings[name] = median_ms(lambda: session.run(None, feed), repeat)
+        size_mb = path.stat().st_size / 1e6
     return {
         "backbone": backbone,
         "input": f"{size[0]}x{size[1]}",
         "params": sum(p.numel() for p in model.parameters()),
         "torch_eager_ms": round(eager, 1),
-        "onnxruntime_ms": round(onnx_ms, 1),
-        "speedup": round(eager / onnx_ms, 2),
+        **{name: round(ms, 1) for name, ms in timings.items()},
+        "speedup": round(eager / timings["onnxruntime_ms"], 2),
+        "speedup_int8": round(eager / timings["onnxruntime_int8_ms"], 2),
         "onnx_mb": round(size_mb, 1),
     }
 
@@ -76,7 +83,8 @@ def main() -> None:
         return
     for r in results:
         print(f"{r['backbone']:9s} {r['input']:>7s} {r['params']:>11,} params  torch eager {r['torch_eager_ms']:7.1f} ms  "
-              f"onnxruntime {r['onnxruntime_ms']:7.1f} ms  ({r['speedup']:.2f}x)  onnx {r['onnx_mb']} MB")
+              f"onnxruntime {r['onnxruntime_ms']:7.1f} ms ({r['speedup']:.2f}x)  int8 {r['onnxruntime_int8_ms']:7.1f} ms "
+              f"({r['speedup_int8']:.2f}x)  onnx {r['onnx_mb']} MB")
 
 
 if __name__ == "__main__":
