@@ -22,13 +22,15 @@ from typing import Any
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from refine_perception.bags.lane_bags import Stamp, camera_topics, cdr_stamp, stamp_of
+from refine_perception.bags.lane_bags import CAMERA_INFO_TYPE, Stamp, camera_topics, cdr_stamp, stamp_of
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import STORAGES, BagWriter
 from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
 
 TIMING_FILE = "timing.json"
+INFO_GRACE_S = 5.0
+SETTLE_S = 1.0
 RECORD_DEFAULT = ("lanes:refine_msgs/msg/LaneArray,lane_markers:visualization_msgs/msg/MarkerArray,"
                   "/diagnostics:diagnostic_msgs/msg/DiagnosticArray")
 
@@ -53,6 +55,14 @@ def parse_remaps(spec: str) -> dict[str, str]:
             raise ValueError(f"remap {item!r} is not /from:=/to")
         remaps[source] = target
     return remaps
+
+
+def _stamped(data: bytes, stamp: Stamp) -> bool:
+    """Whether the serialised message has a header stamped `stamp`."""
+    try:
+        return cdr_stamp(data) == stamp
+    except BagError:
+        return False
 
 
 class BagPlayer(PerceptionNode):
@@ -147,13 +157,24 @@ class BagPlayer(PerceptionNode):
         return self._bag_pubs[name]
 
     def _wait_for_graph(self, image_topic: str) -> None:
+        """Until the camera topic has a subscriber and the first recorded topic a publisher; then up to
+        INFO_GRACE_S more for the CameraInfo topics' subscribers: a detector that missed the first
+        CameraInfo would never pair the first image (and a lossless replay would wait for its lanes in
+        vain), while a graph that does not use CameraInfo should not hold the replay up for long."""
         deadline = time.monotonic() + self.params.wait_for_subscribers_s
         image_pub = self._publisher(image_topic, self.topics[image_topic])
+        info_pubs = [self._publisher(topic, msgtype) for topic, msgtype in self.topics.items()
+                     if msgtype == CAMERA_INFO_TYPE]
+        ready_at = None
         while time.monotonic() < deadline and not self._stop.is_set():
-            ready = image_pub.get_subscription_count() > 0 and all(
-                self.count_publishers(topic) > 0 for topic, _ in self.record[:1])
-            if ready:
-                time.sleep(0.2)  # let discovery finish for the other topics of the graph
+            if ready_at is None and image_pub.get_subscription_count() > 0 and all(
+                    self.count_publishers(topic) > 0 for topic, _ in self.record[:1]):
+                ready_at = time.monotonic()
+            if ready_at is not None and (all(pub.get_subscription_count() > 0 for pub in info_pubs)
+                                         or time.monotonic() > ready_at + INFO_GRACE_S):
+                # a writer counts a subscription matched before the reader has matched the writer; a
+                # message sent in between is lost (volatile durability), so give discovery time to settle
+                time.sleep(SETTLE_S)
                 return
             time.sleep(0.02)
         self.get_logger().warning("playing although the graph is not all there (wait_for_subscribers_s passed)")
@@ -174,9 +195,10 @@ class BagPlayer(PerceptionNode):
             for message in self.reader.messages():
                 if self._stop.is_set():
                     break
-                if lossless and pending is not None and message.topic == image_topic:
-                    # waited for here, just before the next image, so that whatever the bag holds
-                    # between two images (a CameraInfo recorded after its image) is out first
+                if lossless and pending is not None and not _stamped(message.data, pending):
+                    # waited for at the first message of another stamp, so that the frame's own messages
+                    # logged after its image (a CameraInfo) go out first, and the next frame's after the
+                    # result: the node's depth-1 queues would let a newer CameraInfo replace an unread one
                     self._await(pending)
                     pending = None
                 if bag_start is None:
