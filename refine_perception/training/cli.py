@@ -43,7 +43,7 @@ def _evaluate_lanes(args: argparse.Namespace) -> int:
     from refine_perception.training.heldout import evaluate_heldout
 
     report = evaluate_heldout(args.weights, num=args.num, seed=args.seed, data=args.data, workers=args.workers,
-                              batch_size=args.batch_size, progress=not args.no_progress)
+                              batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "instead of rendering it")
     held.add_argument("--workers", type=int, default=2, help="rendering / scoring processes (default 2)")
     held.add_argument("--batch-size", type=int, default=8)
+    held.add_argument("--precision", choices=("fp32", "int8"),
+                      help="run onnxruntime on the CPU at this precision (int8: the lanes node's CPU default) "
+                      "instead of the torch model")
     held.add_argument("--json", action="store_true", help="print the report as json")
     held.add_argument("--out", type=Path, help="also write the json report here")
     held.add_argument("--no-progress", action="store_true")

@@ -18,6 +18,7 @@ from tqdm import tqdm
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.data.synthetic.parallel import ordered_map
 from refine_perception.metrics.table import format_table
+from refine_perception.lanes.backends import BackendConfig, open_lane_backend
 from refine_perception.metrics.tusimple import tusimple_eval
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.predict import LanePredictor
@@ -45,8 +46,10 @@ def _records(config: DatasetConfig, num: int, workers: int, desc: str, progress:
 
 
 def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: str | Path | None = None,
-                     workers: int = 2, batch_size: int = 8, progress: bool = True) -> dict[str, Any]:
-    """Score `weights` on `num` held-out scenes; returns the figures and a printable table."""
+                     workers: int = 2, batch_size: int = 8, progress: bool = True,
+                     precision: str | None = None) -> dict[str, Any]:
+    """Score `weights` on `num` held-out scenes; returns the figures and a printable table. With
+    `precision` (fp32 or int8) the network runs on onnxruntime's CPU backend, as the lanes node does."""
     started = time.perf_counter()
     model, metadata = load_lane_model(weights)
     if data is None:
@@ -58,11 +61,17 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         tusimple = DatasetConfig(kind="tusimple", root=str(root / "tusimple"), label_files=("test_label.json",),
                                  cut_height=TUSIMPLE_CUT)
 
-    predictor = LanePredictor.from_model(model, DecodeSettings(cut_height=CULANE_CUT))
+    def predictor_for(settings: DecodeSettings) -> LanePredictor:
+        if precision is None:
+            return LanePredictor.from_model(model, settings)
+        backend = open_lane_backend(weights, BackendConfig("onnxruntime", "cpu", precision, threads=workers))
+        return LanePredictor(backend, backend.input_size, settings)
+
+    predictor = predictor_for(DecodeSettings(cut_height=CULANE_CUT))
     result, tally = score_culane(predictor, _records(culane, num, workers, "CULane protocol", progress),
                                  batch_size, workers=workers)
 
-    predictor = LanePredictor.from_model(model, DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
+    predictor = predictor_for(DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
     preds: list[TuSimpleRecord] = []
     gts: list[TuSimpleRecord] = []
     records = _records(tusimple, num, workers, "TuSimple protocol", progress)
@@ -83,7 +92,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
     table = "\n".join([
         f"held-out synthetic test: {num} scenes of seed {seed}" + (f" from {data}" if data else " (rendered)"),
         f"weights: {weights} ({metadata.get('backbone')}, input {metadata.get('input_height')}x"
-        f"{metadata.get('input_width')})",
+        f"{metadata.get('input_width')}" + (f", onnxruntime {precision}" if precision else "") + ")",
         "CULane protocol (official C++ rules, 1640x590):",
         format_table(rows),
         f"TuSimple protocol (1280x720): accuracy {100 * tusimple_result.accuracy:.2f}  "
@@ -97,6 +106,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         "sha256": metadata.get("sha256"),
         "seed": seed,
         "images": num,
+        "network": f"onnxruntime {precision}" if precision else "torch fp32",
         "culane": result.to_dict(),
         "tusimple": tusimple_result.to_dict(),
         "lane_type_accuracy": tally.type_accuracy,
