@@ -7,6 +7,7 @@ and the frame's tags such as the CULane category (refine_msgs/FrameTags on /grou
 
 from __future__ import annotations
 
+import json
 import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ TRUTH_LANES_TOPIC = "/ground_truth/lanes"
 TRUTH_TAGS_TOPIC = "/ground_truth/tags"
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+TIMING_FILE = "timing.json"  # beside a result bag's data: see write_timing
 START_NS = 1_700_000_000 * 10**9  # first stamp of written bags: fixed, so a bag is reproducible byte for byte
 DEFAULT_HFOV_DEG = 60.0
 
@@ -172,6 +174,16 @@ def camera_topics(topics: dict[str, str], image_topic: str | None = None,
     elif topics.get(camera_info_topic) != CAMERA_INFO_TYPE:
         raise BagError(f"{camera_info_topic} is not a CameraInfo topic of the bag")
     return image_topic, camera_info_topic
+
+
+def write_timing(result_bag: str | Path, mode: str, bag: str | Path, frames: list[tuple[Stamp, int]],
+                 rate: float | None = None, timeouts: int = 0, errors: list[str] | None = None) -> None:
+    """The sidecar of a result bag (TIMING_FILE): how it was made and, per camera frame, its stamp and
+    the wall time (ns) it was sent, which with the outputs' log times gives each frame's latency."""
+    timing = {"mode": mode, "rate": rate, "bag": str(Path(bag).resolve()),
+              "frames": [[sec, nsec, wall] for (sec, nsec), wall in frames], "timeouts": timeouts,
+              "read_errors": errors or []}
+    (Path(result_bag) / TIMING_FILE).write_text(json.dumps(timing))
 
 
 def read_lane_bag(path: str | Path, image_topic: str | None = None, camera_info_topic: str | None = None,

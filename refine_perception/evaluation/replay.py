@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from refine_perception.bags.lane_bags import LaneBag, Stamp, cdr_stamp
+from refine_perception.bags.lane_bags import TIMING_FILE, LaneBag, Stamp, cdr_stamp, write_timing
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.sync import ApproximateTimeSync
 from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
-from refine_perception.ros.bag_player import TIMING_FILE
 from refine_perception.ros.lane_pipeline import LanePipeline
 
 LANES_TOPIC = "/lanes"
@@ -114,7 +113,7 @@ def run_offline(bag: LaneBag, pipeline: LanePipeline, result_bag: str | Path, sl
     """Run the detector's pipeline on every frame of `bag` without DDS (images matched to CameraInfo by
     the node's synchroniser) and write the LaneArrays like the player records them; returns the count."""
     topics = {bag.image_topic} | ({bag.camera_info_topic} if bag.camera_info_topic else set())
-    sent: list[list[int]] = []
+    sent: list[tuple[Stamp, int]] = []
     errors: list[str] = []
     count = 0
     with BagWriter(result_bag, storage, overwrite=True) as writer:
@@ -124,7 +123,7 @@ def run_offline(bag: LaneBag, pipeline: LanePipeline, result_bag: str | Path, sl
             started = time.time_ns()
             lanes, _ = pipeline(image, info)
             writer.write(LANES_TOPIC, lanes, time.time_ns())
-            sent.append([image.header.stamp.sec, image.header.stamp.nanosec, started])
+            sent.append(((image.header.stamp.sec, image.header.stamp.nanosec), started))
             count += 1
 
         sync = ApproximateTimeSync(2, 10, slop_s, process)
@@ -139,7 +138,5 @@ def run_offline(bag: LaneBag, pipeline: LanePipeline, result_bag: str | Path, sl
                 process(msg, None)
             else:
                 sync.add(0 if message.topic == bag.image_topic else 1, msg)
-    timing = {"mode": "offline", "rate": None, "bag": str(Path(bag.path).resolve()), "frames": sent, "timeouts": 0,
-              "read_errors": [str(e) for e in reader.errors] + errors}
-    (Path(result_bag) / TIMING_FILE).write_text(json.dumps(timing))
+    write_timing(result_bag, "offline", bag.path, sent, errors=[str(e) for e in reader.errors] + errors)
     return count

@@ -13,22 +13,26 @@ into `result_bag`; `timing.json` beside them holds, per camera frame, the wall t
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from refine_perception.bags.lane_bags import CAMERA_INFO_TYPE, Stamp, camera_topics, cdr_stamp, stamp_of
+from refine_perception.bags.lane_bags import (
+    CAMERA_INFO_TYPE,
+    Stamp,
+    camera_topics,
+    cdr_stamp,
+    stamp_of,
+    write_timing,
+)
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import STORAGES, BagWriter
 from refine_perception.ros.messages import import_message_type
 from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
 
-TIMING_FILE = "timing.json"
 INFO_GRACE_S = 5.0
 SETTLE_S = 1.0
 RECORD_DEFAULT = ("lanes:refine_msgs/msg/LaneArray,lane_markers:visualization_msgs/msg/MarkerArray,"
@@ -241,16 +245,12 @@ class BagPlayer(PerceptionNode):
 
     # ------------------------------------------------------------------------------------ the end
 
-    def timing(self) -> dict[str, Any]:
-        with self._lock:
-            sent = list(self.frames_sent)
-        return {"mode": self.params.mode, "rate": self.params.rate, "bag": str(Path(self.params.bag).resolve()),
-                "frames": [[sec, nsec, wall] for (sec, nsec), wall in sent], "timeouts": self.timeouts,
-                "read_errors": [str(e) for e in self.reader.errors] + ([self.play_error] if self.play_error else [])}
+    def errors(self) -> list[str]:
+        return [str(e) for e in self.reader.errors] + ([self.play_error] if self.play_error else [])
 
     def report(self) -> dict[str, Any]:
         return {"frames_played": len(self.frames_sent), "results": dict(self.results), "timeouts": self.timeouts,
-                "result_bag": self.params.result_bag, "errors": self.timing()["read_errors"]}
+                "result_bag": self.params.result_bag, "errors": self.errors()}
 
     def stop(self) -> None:
         self._stop.set()
@@ -260,7 +260,10 @@ class BagPlayer(PerceptionNode):
                 self._writer.close()
                 self._writer = None
         if self.params.result_bag:
-            (Path(self.params.result_bag) / TIMING_FILE).write_text(json.dumps(self.timing()))
+            with self._lock:
+                sent = list(self.frames_sent)
+            write_timing(self.params.result_bag, self.params.mode, self.params.bag, sent, self.params.rate,
+                         self.timeouts, self.errors())
         super().stop()
 
 
