@@ -36,6 +36,7 @@ setup(
             "lane_detector = refine_perception.ros.lane_detector:main",
             "lane_scorer = refine_perception.ros.lane_scorer:main",
             "bag_player = refine_perception.ros.bag_player:main",
+            "instance_segmenter = refine_perception.ros.instance_segmenter:main",
         ],
     },
 )

@@ -128,6 +128,12 @@ PLAY_RATE = Arg("rate", "", "Playback speed in realtime mode (empty: params file
 BAG_IMAGE_TOPIC = Arg("bag_image_topic", "", "The bag's camera topic if it has several image topics")
 RESULT_BAG = Arg("result_bag", "", "Record the detector's lanes into this bag (empty: params file)")
 SIM_TIME = Arg("use_sim_time", "true", "Take time from /clock (the player publishes the bag's)", ("true", "false"))
+INSTANCE_IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the instance segmenter reads (+ /compressed)")
+LANE_RECORD = Arg("record", "", "Outputs the player records, topic:type,... (empty: params file: the lanes)")
+INSTANCE_RECORD = Arg("record", "instances:refine_msgs/msg/InstanceArray,instance_markers:visualization_msgs/msg/"
+                      "MarkerArray,/diagnostics:diagnostic_msgs/msg/DiagnosticArray",
+                      "Outputs the player records, topic:type,...; lossless mode waits for the first")
+DEPTH_TOPIC = Arg("depth_topic", "camera/depth/image_raw", "Depth image topic matched to the images (for grasps)")
 CAMERA_REMAPS = (
     ("image_raw", "camera/image_raw"),
     ("image_raw/compressed", "camera/image_raw/compressed"),
@@ -158,6 +164,32 @@ LANE_DETECTOR = NodeSpec(
     parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
 )
 
+INSTANCE_SEGMENTER = NodeSpec(
+    "instance_segmenter",
+    "instance_segmenter",
+    "instances.yaml",
+    remappings=(
+        ("image_raw", ArgTopic(INSTANCE_IMAGE_TOPIC)),
+        ("image_raw/compressed", ArgTopic(INSTANCE_IMAGE_TOPIC, "/compressed")),
+        ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
+        ("depth/image_raw", ArgTopic(DEPTH_TOPIC)),
+    ),
+    parameters=(("transport", LANES_TRANSPORT),),
+)
+
+
+def bag_player(record: Arg) -> NodeSpec:
+    """Our bag player, its bag, mode, rate, result bag, camera topic and recorded outputs (the first is
+    waited for in lossless mode) set by launch arguments."""
+    return NodeSpec(
+        "bag_player",
+        "bag_player",
+        "bag_player.yaml",
+        parameters=(("bag", BAG), ("mode", PLAY_MODE), ("rate", PLAY_RATE), ("result_bag", RESULT_BAG),
+                    ("image_topic", BAG_IMAGE_TOPIC), ("record", record)),
+    )
+
+
 GRAPHS: dict[str, Graph] = {
     graph.name: graph
     for graph in (
@@ -180,18 +212,16 @@ GRAPHS: dict[str, Graph] = {
         Graph(
             "replay",
             "A bag played with /clock into the lane detector; its lanes recorded for evaluation",
-            nodes=(
-                NodeSpec(
-                    "bag_player",
-                    "bag_player",
-                    "bag_player.yaml",
-                    parameters=(("bag", BAG), ("mode", PLAY_MODE), ("rate", PLAY_RATE), ("result_bag", RESULT_BAG),
-                                ("image_topic", BAG_IMAGE_TOPIC)),
-                ),
-                LANE_DETECTOR,
-            ),
+            nodes=(bag_player(LANE_RECORD), LANE_DETECTOR),
             args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC,
-                  BACKEND, SIM_TIME),
+                  BACKEND, SIM_TIME, LANE_RECORD),
+        ),
+        Graph(
+            "replay_instances",
+            "A bag played with /clock into the instance segmenter; its instances (with grasps) recorded for evaluation",
+            nodes=(bag_player(INSTANCE_RECORD), INSTANCE_SEGMENTER),
+            args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, INSTANCE_IMAGE_TOPIC,
+                  CAMERA_INFO_TOPIC, DEPTH_TOPIC, SIM_TIME, INSTANCE_RECORD),
         ),
         Graph(
             "lanes",

@@ -10,12 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from refine_perception.bags.frames import CAMERA_INFO_TOPIC, IMAGE_TOPIC, camera_topics
 from refine_perception.bags.lane_bags import (
-    CAMERA_INFO_TOPIC,
-    IMAGE_TOPIC,
     TRUTH_LANES_TOPIC,
     TRUTH_TAGS_TOPIC,
-    camera_topics,
     drive_frames,
     read_lane_bag,
     write_lane_bag,

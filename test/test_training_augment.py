@@ -14,7 +14,7 @@ from refine_perception.models.clrnet.loss import LaneTargets
 from refine_perception.models.clrnet.targets import encode_lanes
 from refine_perception.training.augment import augment
 from refine_perception.training.config import AugmentConfig, DatasetConfig
-from refine_perception.training.lane_data import LaneTrainingSet, lane_targets
+from refine_perception.training.lane_data import LaneSource, LaneTrainingSet, lane_targets
 
 HEIGHT, WIDTH = 160, 400
 OFF = AugmentConfig(flip=0.0, channel_shuffle=0.0, brightness=0.0, hue_saturation=0.0, blur=0.0, affine=0.0)
@@ -133,6 +133,11 @@ def test_training_set_samples() -> None:
     assert isinstance(targets, LaneTargets) and targets.seg.shape == (HEIGHT, WIDTH)
     with pytest.raises(IndexError):
         data[3]
+
+
+def test_synthetic_source_of_one_category() -> None:
+    source = LaneSource(dataclasses.replace(SYNTHETIC, category="curve"))
+    assert {source[i].category for i in range(len(source))} == {"curve"}
 
 
 def test_augmented_samples_depend_only_on_seed_epoch_index() -> None:

@@ -13,6 +13,7 @@ from refine_perception.training.config import (
     AugmentConfig,
     ConfigError,
     DatasetConfig,
+    InstancesTrainConfig,
     LanesTrainConfig,
     apply_overrides,
     from_dict,
@@ -34,9 +35,21 @@ def test_config_directory_is_not_empty() -> None:
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
 def test_shipped_yaml_loads_and_round_trips(path: Path) -> None:
-    config = load_config(path)
-    assert isinstance(config, LanesTrainConfig)
-    assert build(yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
+    kind = InstancesTrainConfig if path.name.startswith("instances") else LanesTrainConfig
+    config = load_config(path, kind=kind)
+    assert isinstance(config, kind)
+    assert from_dict(kind, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
+
+
+def test_instance_config_checks() -> None:
+    config = load_config(None, ["model.width=0.5"], InstancesTrainConfig)
+    assert config.model.width == 0.5 and config.train[0].kind == "synthetic"
+    for override, message in (("model.input_height=100", "multiples of 8"), ("model.n_sigma=3", "n_sigma"),
+                              ("optim.epochs=0", "optim.epochs")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, [override], InstancesTrainConfig)
+    with pytest.raises(ConfigError, match="disk sticks dataset needs a root"):
+        from_dict(InstancesTrainConfig, {"train": [{"kind": "disk"}]})
 
 
 def test_synthetic_cpu_yaml_values() -> None:
@@ -90,6 +103,8 @@ def test_int_accepted_for_float() -> None:
         ({"val": {"datasets": [{"kind": "tusimple"}]}}, "a tusimple dataset needs a root"),
         ({"optim": {"epochs": 0}}, "optim.epochs must be at least 1, got 0"),
         ({"optim": {"lr": 0}}, "optim.lr must be > 0"),
+        ({"train": [{"kind": "synthetic", "category": "curvy"}]}, "category 'curvy': only synthetic datasets"),
+        ({"train": [{"kind": "culane", "root": "r", "category": "curve"}]}, "category 'curve': only synthetic"),
     ],
 )
 def test_bad_trees_name_the_offending_entry(tree: dict[str, Any], message: str) -> None:

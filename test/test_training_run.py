@@ -19,7 +19,8 @@ import yaml
 from refine_perception.data.synthetic.road_dataset import generate_lane_dataset
 from refine_perception.models.clrnet.weights import load_lane_model
 from refine_perception.training.config import LanesTrainConfig, from_dict
-from refine_perception.training.trainer import LaneTrainer, _epoch_batches
+from refine_perception.training.lane_task import LaneTrainer
+from refine_perception.training.trainer import _epoch_batches
 
 NO_AUGMENT = {"flip": 0.0, "channel_shuffle": 0.0, "brightness": 0.0, "hue_saturation": 0.0, "blur": 0.0,
               "affine": 0.0}

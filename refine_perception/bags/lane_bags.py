@@ -7,38 +7,33 @@ and the frame's tags such as the CULane category (refine_msgs/FrameTags on /grou
 
 from __future__ import annotations
 
-import json
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from builtin_interfaces.msg import Time
-from std_msgs.msg import Header
 
 from refine_msgs.msg import FrameTags, LaneArray
-from refine_perception.bags.reader import BagError, BagReader
+from refine_perception.bags.frames import (
+    CAMERA_INFO_TOPIC,
+    IMAGE_TOPIC,
+    Stamp,
+    check_transport,
+    scan_bag,
+    stamped,
+    write_camera_frame,
+)
+from refine_perception.bags.reader import BagError
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.calibration import Calibration
 from refine_perception.core.frame_sources import SyntheticDriveSource, default_camera_matrix
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
-from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_messages import truth_lane_array
-from refine_perception.ros.messages import camera_info_message
 
-IMAGE_TOPIC = "/camera/image_raw"
-CAMERA_INFO_TOPIC = "/camera/camera_info"
 TRUTH_LANES_TOPIC = "/ground_truth/lanes"
 TRUTH_TAGS_TOPIC = "/ground_truth/tags"
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
-CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
-TIMING_FILE = "timing.json"  # beside a result bag's data: see write_timing
-START_NS = 1_700_000_000 * 10**9  # first stamp of written bags: fixed, so a bag is reproducible byte for byte
 DEFAULT_HFOV_DEG = 60.0
-
-Stamp = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -89,54 +84,27 @@ def dataset_frames(records: Iterable[Any]) -> Iterator[TruthFrame]:
                          (record.category,) if record.category else ())
 
 
-def stamp_of(time_ns: int) -> Time:
-    return Time(sec=time_ns // 10**9, nanosec=time_ns % 10**9)
-
-
 def write_lane_bag(path: str | Path, frames: Iterable[TruthFrame], storage: str = "mcap",
                    transport: str = "compressed", fps: float = 10.0, jpeg_quality: int = 90,
                    frame_id: str = "camera_optical_frame", ground_frame: str = "base_footprint",
                    image_topic: str = IMAGE_TOPIC, camera_info_topic: str = CAMERA_INFO_TOPIC,
                    overwrite: bool = False) -> int:
     """Write `frames` as a lane bag; returns the number of frames. Log times equal the header stamps."""
-    if transport not in ("raw", "compressed"):
-        raise ValueError(f"transport must be raw or compressed, got {transport!r}")
+    check_transport(transport)
     count = 0
     with BagWriter(path, storage, overwrite=overwrite) as bag:
-        for index, frame in enumerate(frames):
-            time_ns = START_NS + round(index * 1e9 / fps)
-            header = Header(stamp=stamp_of(time_ns), frame_id=frame_id)
+        for frame, header, time_ns in stamped(frames, fps, frame_id):
             height, width = frame.image.shape[:2]
             K = frame.camera_matrix if frame.camera_matrix is not None else default_camera_matrix(
                 width, height, DEFAULT_HFOV_DEG)
-            info = camera_info_message(Calibration.pinhole(width, height, np.asarray(K, float)))
-            info.header = header
-            bag.write(camera_info_topic, info, time_ns)
             truth = truth_lane_array(header, (height, width), frame.lanes, frame.types, frame.colors, frame.ids,
                                      frame.ground, ground_frame if frame.ground is not None else "")
             bag.write(TRUTH_LANES_TOPIC, truth, time_ns)
             bag.write(TRUTH_TAGS_TOPIC, FrameTags(header=header, tags=list(frame.tags)), time_ns)
-            if transport == "raw":
-                image = numpy_to_image(frame.image, "bgr8")
-                bag.write(image_topic, _with_header(image, header), time_ns)
-            else:
-                image = numpy_to_compressed(frame.image, "jpeg", jpeg_quality)
-                bag.write(f"{image_topic}/compressed", _with_header(image, header), time_ns)
+            write_camera_frame(bag, frame.image, Calibration.pinhole(width, height, np.asarray(K, float)), header,
+                               time_ns, transport, jpeg_quality, image_topic, camera_info_topic)
             count += 1
     return count
-
-
-def _with_header(msg: Any, header: Header) -> Any:
-    msg.header = header
-    return msg
-
-
-def cdr_stamp(data: bytes) -> Stamp:
-    """The header stamp of a serialised message that starts with a std_msgs/Header, read without
-    decoding the rest (an image's pixels)."""
-    if len(data) < 12 or data[1] not in (0, 1):
-        raise BagError(f"not a CDR message with a header ({len(data)} bytes starting {data[:4].hex()})")
-    return struct.unpack_from("<iI" if data[1] == 1 else ">iI", data, 4)
 
 
 @dataclass
@@ -154,58 +122,11 @@ class LaneBag:
     errors: list[BagError]
 
 
-def camera_topics(topics: dict[str, str], image_topic: str | None = None,
-                  camera_info_topic: str | None = None) -> tuple[str, str | None]:
-    """The bag's image topic and CameraInfo topic: the given ones (checked), else the only topic of
-    each kind (no CameraInfo topic is allowed: lanes then stay in the image plane)."""
-    path_hint = "choose one with --image-topic"
-    if image_topic is None:
-        images = [t for t, kind in topics.items() if kind in IMAGE_TYPES]
-        if len(images) != 1:
-            raise BagError(f"{'no' if not images else len(images)} image topics in the bag "
-                           f"({', '.join(images) or 'none'}); {path_hint}")
-        image_topic = images[0]
-    elif topics.get(image_topic) not in IMAGE_TYPES:
-        raise BagError(f"{image_topic} is not an Image/CompressedImage topic of the bag "
-                       f"(it has: {', '.join(sorted(topics))})")
-    if camera_info_topic is None:
-        infos = [t for t, kind in topics.items() if kind == CAMERA_INFO_TYPE]
-        camera_info_topic = infos[0] if len(infos) == 1 else None
-    elif topics.get(camera_info_topic) != CAMERA_INFO_TYPE:
-        raise BagError(f"{camera_info_topic} is not a CameraInfo topic of the bag")
-    return image_topic, camera_info_topic
-
-
-def write_timing(result_bag: str | Path, mode: str, bag: str | Path, frames: list[tuple[Stamp, int]],
-                 rate: float | None = None, timeouts: int = 0, errors: list[str] | None = None) -> None:
-    """The sidecar of a result bag (TIMING_FILE): how it was made and, per camera frame, its stamp and
-    the wall time (ns) it was sent, which with the outputs' log times gives each frame's latency."""
-    timing = {"mode": mode, "rate": rate, "bag": str(Path(bag).resolve()),
-              "frames": [[sec, nsec, wall] for (sec, nsec), wall in frames], "timeouts": timeouts,
-              "read_errors": errors or []}
-    (Path(result_bag) / TIMING_FILE).write_text(json.dumps(timing))
-
-
 def read_lane_bag(path: str | Path, image_topic: str | None = None, camera_info_topic: str | None = None,
                   truth_topic: str = TRUTH_LANES_TOPIC, tags_topic: str = TRUTH_TAGS_TOPIC) -> LaneBag:
     """One pass over the bag: image stamps of every image topic, ground truth and tags decoded."""
-    reader = BagReader(path)
-    topics: dict[str, str] = {}
-    image_stamps: dict[str, list[Stamp]] = {}
-    truth: dict[Stamp, LaneArray] = {}
-    tags: dict[Stamp, tuple[str, ...]] = {}
-    undecodable: list[BagError] = []
-    for message in reader.messages():
-        topics.setdefault(message.topic, message.msgtype)
-        try:
-            if message.msgtype in IMAGE_TYPES:
-                image_stamps.setdefault(message.topic, []).append(cdr_stamp(message.data))
-            elif message.topic == truth_topic:
-                truth[cdr_stamp(message.data)] = message.decode()
-            elif message.topic == tags_topic:
-                tags[cdr_stamp(message.data)] = tuple(message.decode().tags)
-        except BagError as error:
-            undecodable.append(error)
-    image_topic, camera_info_topic = camera_topics(topics, image_topic, camera_info_topic)
-    return LaneBag(Path(path), image_topic, topics[image_topic] == IMAGE_TYPES[1], camera_info_topic,
-                   image_stamps.get(image_topic, []), truth, tags, list(reader.errors) + undecodable)
+    scan = scan_bag(path, (truth_topic, tags_topic))
+    image_topic, compressed, camera_info_topic, stamps = scan.camera(image_topic, camera_info_topic)
+    tags = {stamp: tuple(msg.tags) for stamp, msg in scan.decoded[tags_topic].items()}
+    return LaneBag(Path(path), image_topic, compressed, camera_info_topic, stamps, scan.decoded[truth_topic], tags,
+                   scan.errors)

@@ -1,4 +1,5 @@
-"""`refine-perception bag`: write lane bags from our datasets and the synthetic drive, and list a bag."""
+"""`refine-perception bag`: write lane bags from our datasets and the synthetic drive, sticks bags from the
+pick-and-place scenes, and list a bag."""
 
 from __future__ import annotations
 
@@ -13,19 +14,21 @@ DETECTOR_PARAMS = "lane_detector.yaml"  # in a drive's bag folder: the detector 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bag", help="write lane bags from datasets, list a bag",
+    p = sub.add_parser("bag", help="write lane or sticks bags, list a bag",
                        description="rosbag2 bags (MCAP or sqlite3) readable by ros2 bag, rosbags, mcap and Foxglove.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     write = verbs.add_parser(
         "write",
-        help="a lane bag: camera images, CameraInfo, /ground_truth/lanes and /ground_truth/tags",
-        description="From the synthetic drive (default), or from a CULane / TuSimple dataset on disk. A drive's "
-        f"bag also gets {DETECTOR_PARAMS}, the lane_detector parameters of its camera mounting, which "
-        "`refine-perception replay` uses.",
+        help="a lane bag (camera images, CameraInfo, /ground_truth/lanes and /ground_truth/tags) or a sticks bag "
+        "(camera images, CameraInfo, depth, /ground_truth/instances)",
+        description="From the synthetic drive (default), a CULane / TuSimple dataset on disk, or the pick-and-place "
+        f"sticks scenes. A drive's bag also gets {DETECTOR_PARAMS}, the lane_detector parameters of its camera "
+        "mounting, which `refine-perception replay` uses.",
     )
     write.add_argument("out", type=Path, help="bag folder to create")
     write.add_argument("--source", default="synthetic:drive?frames=40",
-                       help="synthetic:drive?seed=..&frames=..&fps=.. (default synthetic:drive?frames=40)")
+                       help="synthetic:drive?seed=..&frames=..&fps=.. (default synthetic:drive?frames=40) or "
+                       "synthetic:sticks?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 640, 480)")
     write.add_argument("--culane", type=Path, help="CULane root (instead of --source)")
     write.add_argument("--list", default="list/test.txt", help="CULane list under the root (default list/test.txt)")
     write.add_argument("--tusimple", type=Path, help="TuSimple root (instead of --source)")
@@ -50,6 +53,8 @@ def write_bag(args: argparse.Namespace) -> int:
     from refine_perception.training.lane_data import LaneSource
 
     started = time.perf_counter()
+    if args.source.startswith("synthetic:sticks"):
+        return _write_sticks_bag(args, started)
     if args.culane and args.tusimple:
         raise CliError("give --culane or --tusimple, not both")
     if args.culane or args.tusimple:
@@ -71,6 +76,27 @@ def write_bag(args: argparse.Namespace) -> int:
     if not (args.culane or args.tusimple):
         params = {"/**/lane_detector": {"ros__parameters": drive_mount_params(args.source)}}
         (args.out / DETECTOR_PARAMS).write_text(yaml.safe_dump(params))
+    return _written(args, count, started)
+
+
+def _write_sticks_bag(args: argparse.Namespace, started: float) -> int:
+    from refine_perception.bags.instance_bags import sticks_scenes, write_instance_bag
+    from refine_perception.core.frame_sources import SourceError, spec_options
+
+    if args.culane or args.tusimple:
+        raise CliError("give --source synthetic:sticks... or a lane dataset, not both")
+    try:
+        o = spec_options(args.source, {"seed": 2, "frames": 20, "width": 640, "height": 480})
+        if o["frames"] < 1 or o["width"] < 32 or o["height"] < 32:
+            raise SourceError(f"{args.source}: needs frames >= 1 and an image of at least 32x32")
+        count = write_instance_bag(args.out, sticks_scenes(o["seed"], o["frames"], o["width"], o["height"]),
+                                   storage=args.storage, transport=args.transport, fps=args.fps, overwrite=args.force)
+    except (SourceError, FileExistsError, ValueError) as error:
+        raise CliError(str(error)) from None
+    return _written(args, count, started)
+
+
+def _written(args: argparse.Namespace, count: int, started: float) -> int:
     size = sum(f.stat().st_size for f in args.out.iterdir())
     print(f"wrote {count} frames to {args.out} ({args.storage}, {args.transport}, {size / 1e6:.1f} MB) "
           f"in {time.perf_counter() - started:.1f} s")

@@ -1,10 +1,12 @@
-"""`refine-perception replay`: play a lane bag through the lane detector and score it.
+"""`refine-perception replay`: play a bag through the node it has ground truth for and score it: a lane bag
+(/ground_truth/lanes) through the lane detector, a sticks bag (/ground_truth/instances) through the
+instance segmenter.
 
-Modes: lossless (default: every frame waits for its lanes, so every frame is scored), realtime (the
-bag's pace; frames the node cannot keep up with are dropped and counted), offline (the detector's own
+Modes: lossless (default: every frame waits for its result, so every frame is scored), realtime (the
+bag's pace; frames the node cannot keep up with are dropped and counted), offline (the node's own
 pipeline straight on the bag, no DDS: in lossless mode the replay's figures equal these exactly).
-With --results, scores lanes recorded elsewhere (e.g. `ros2 bag record /lanes`) without running anything.
-Writes report.md, figures.json, PNG plots and the recorded lanes (results/) into --out.
+With --results, scores outputs recorded elsewhere (e.g. `ros2 bag record /lanes`) without running anything.
+Writes report.md, figures.json, PNG plots and the recorded outputs (results/) into --out.
 """
 
 from __future__ import annotations
@@ -12,34 +14,55 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from refine_perception.cli import CliError
 
 
+@dataclass(frozen=True)
+class _Task:
+    """What differs between replaying lanes and instances."""
+
+    node: str  # node name, also its params key
+    params_file: str  # in config/
+    graph: str
+    topic: str  # its output, as recorded
+
+
+_TASKS = {
+    "lanes": _Task("lane_detector", "lanes.yaml", "replay", "/lanes"),
+    "instances": _Task("instance_segmenter", "instances.yaml", "replay_instances", "/instances"),
+}
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="play a lane bag through the lane detector and write a report",
+    p = sub.add_parser("replay", help="play a bag through the lane detector or instance segmenter and write a report",
                        description=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", type=Path, help="lane bag (rosbag2 folder, .mcap or .db3) with /ground_truth/lanes")
+    p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3 with /ground_truth/lanes or "
+                   "/ground_truth/instances")
     p.add_argument("--out", type=Path, required=True, help="report folder")
+    p.add_argument("--task", choices=("auto", *_TASKS), default="auto",
+                   help="which node to run (default: the one the bag has ground truth for)")
     p.add_argument("--mode", choices=("lossless", "realtime", "offline"), default="lossless")
     p.add_argument("--rate", type=float, default=1.0, help="realtime playback speed (default 1)")
-    p.add_argument("--results", type=Path, help="score this result bag instead of running the detector")
-    p.add_argument("--results-topic", default="/lanes", help="LaneArray topic of --results (default /lanes)")
-    p.add_argument("--params", type=Path, help="lane_detector params file (default: config/lanes.yaml plus the "
-                   "bag's lane_detector.yaml, if it has one)")
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"), help="override the params file")
+    p.add_argument("--results", type=Path, help="score this result bag instead of running the node")
+    p.add_argument("--results-topic", help="output topic in --results (default /lanes or /instances)")
+    p.add_argument("--params", type=Path, help="the node's params file (default: config/lanes.yaml plus the bag's "
+                   "lane_detector.yaml, if it has one; config/instances.yaml)")
+    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"),
+                   help="lanes: override the params file")
     p.add_argument("--image-topic", help="the bag's camera topic (default: its only image topic)")
     p.add_argument("--camera-info-topic", help="the bag's CameraInfo topic (default: its only one)")
     p.add_argument("--cut-ratio", type=float, default=270 / 590,
-                   help="rows above this fraction of the height are not scored (CULane: 270/590)")
+                   help="lanes: rows above this fraction of the height are not scored (CULane: 270/590)")
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
     p.set_defaults(func=replay)
 
 
-def detector_params(bag: Path, params: Path | None, backend: str | None) -> dict[str, Any]:
-    """The lane_detector's ros__parameters for this bag."""
+def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None) -> dict[str, Any]:
+    """The node's ros__parameters for this bag."""
     import yaml
 
     from refine_perception.cli.bags import DETECTOR_PARAMS
@@ -47,17 +70,28 @@ def detector_params(bag: Path, params: Path | None, backend: str | None) -> dict
 
     def load(path: Path) -> dict[str, Any]:
         try:
-            return dict(yaml.safe_load(path.read_text())["/**/lane_detector"]["ros__parameters"])
+            return dict(yaml.safe_load(path.read_text())[f"/**/{task.node}"]["ros__parameters"])
         except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
-            raise CliError(f"{path}: not a lane_detector params file ({error})") from None
+            raise CliError(f"{path}: not a {task.node} params file ({error})") from None
 
-    values = load(params or config_dir() / "lanes.yaml")
+    values = load(params or config_dir() / task.params_file)
     folder = bag if bag.is_dir() else bag.parent
-    if params is None and (folder / DETECTOR_PARAMS).is_file():
+    if params is None and task.node == "lane_detector" and (folder / DETECTOR_PARAMS).is_file():
         values.update(load(folder / DETECTOR_PARAMS))
-    if backend:
+    if backend and task.node == "lane_detector":
         values["backend"] = backend
     return values
+
+
+def _detect_task(bag: Path) -> str:
+    from refine_perception.bags.instance_bags import TRUTH_INSTANCES_TOPIC
+    from refine_perception.bags.reader import BagError, BagReader
+
+    try:
+        topics = BagReader(bag).topics()
+    except BagError as error:
+        raise CliError(str(error)) from None
+    return "instances" if TRUTH_INSTANCES_TOPIC in topics else "lanes"
 
 
 def replay(args: argparse.Namespace) -> int:
@@ -65,29 +99,40 @@ def replay(args: argparse.Namespace) -> int:
 
     import yaml
 
+    from refine_perception.bags.instance_bags import read_instance_bag
     from refine_perception.bags.lane_bags import read_lane_bag
     from refine_perception.bags.reader import BagError
-    from refine_perception.evaluation.replay import evaluate_lane_run
+    from refine_perception.evaluation.replay import evaluate_instance_run, evaluate_lane_run
     from refine_perception.evaluation.report import summary_lines, write_report
 
     started = time.perf_counter()
+    name = _detect_task(args.bag) if args.task == "auto" else args.task
+    task = _TASKS[name]
     try:
-        bag = read_lane_bag(args.bag, args.image_topic, args.camera_info_topic)
+        read = read_lane_bag if name == "lanes" else read_instance_bag
+        bag = read(args.bag, args.image_topic, args.camera_info_topic)
     except BagError as error:
         raise CliError(str(error)) from None
     results = args.results or args.out / "results"
     if args.results is None:
-        params = detector_params(args.bag, args.params, args.backend)
+        params = node_params(task, args.bag, args.params, args.backend)
+        if name == "instances":  # match only what the bag has, or the node would wait for it forever
+            params["use_camera_info"] = bool(params.get("use_camera_info", True) and bag.camera_info_topic)
+            params["use_depth"] = bool(params.get("use_depth", True) and bag.depth_topic)
         args.out.mkdir(parents=True, exist_ok=True)
         if args.mode == "offline":
-            _offline(bag, params, results)
+            _offline(name, bag, params, results)
         else:
             with tempfile.TemporaryDirectory() as folder:
-                params_file = Path(folder) / "lane_detector.yaml"
-                params_file.write_text(yaml.safe_dump({"/**/lane_detector": {"ros__parameters": params}}))
-                _play(args, bag, params_file, results)
+                params_file = Path(folder) / f"{task.node}.yaml"
+                params_file.write_text(yaml.safe_dump({f"/**/{task.node}": {"ros__parameters": params}}))
+                _play(args, task, bag, params_file, results)
+    topic = args.results_topic or task.topic
     try:
-        evaluation = evaluate_lane_run(bag, results, args.results_topic, cut_ratio=args.cut_ratio)
+        if name == "lanes":
+            evaluation = evaluate_lane_run(bag, results, topic, cut_ratio=args.cut_ratio)
+        else:
+            evaluation = evaluate_instance_run(bag, results, topic)
     except BagError as error:
         raise CliError(str(error)) from None
     report = write_report(evaluation, args.out)
@@ -100,44 +145,62 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _offline(bag: Any, params: dict[str, Any], results: Path) -> None:
+def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None:
     from refine_perception.evaluation.replay import run_offline
     from refine_perception.lanes.backends import BackendError, UnsupportedCombination
-    from refine_perception.models.clrnet.weights import ModelFileError
-    from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, open_predictor
+    from refine_perception.models.model_file import ModelFileError
 
+    slop = float(params.get("sync_slop_s", 0.02))
     try:
-        predictor, cut_ratio, _ = open_predictor(str(params.get("model", "")), str(params.get("backend", "auto")),
-                                                 str(params.get("device", "")), str(params.get("precision", "auto")),
-                                                 int(params.get("threads", 0)))
+        if name == "lanes":
+            from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, open_predictor
+
+            predictor, cut_ratio, _ = open_predictor(str(params.get("model", "")), str(params.get("backend", "auto")),
+                                                     str(params.get("device", "")),
+                                                     str(params.get("precision", "auto")), int(params.get("threads", 0)))
+            lanes = LanePipeline(predictor, PipelineSettings.from_params(params), cut_ratio)
+            inputs = [bag.image_topic] + ([bag.camera_info_topic] if bag.camera_info_topic else [])
+            run_offline(bag, lanes, _TASKS[name].topic, inputs, results, slop)
+            return
+        from refine_perception.ros.instance_pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+
+        predictor, _ = open_instance_predictor(str(params.get("model", "")), str(params.get("device", "")),
+                                               int(params.get("threads", 0)))
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
-        raise CliError(f"cannot load the lane model: {error}") from None
-    pipeline = LanePipeline(predictor, PipelineSettings.from_params(params), cut_ratio)
-    run_offline(bag, pipeline, results, slop_s=float(params.get("sync_slop_s", 0.02)))
+        raise CliError(f"cannot load the {name} model: {error}") from None
+    inputs = [bag.image_topic]
+    if params["use_camera_info"]:
+        inputs.append(bag.camera_info_topic)
+        if params["use_depth"]:
+            inputs.append(bag.depth_topic)
+    instances = InstancePipeline(predictor, InstanceSettings.from_params(params))
+    run_offline(bag, instances, _TASKS[name].topic, inputs, results, slop)
 
 
-def _play(args: argparse.Namespace, bag: Any, params_file: Path, results: Path) -> None:
+def _play(args: argparse.Namespace, task: _Task, bag: Any, params_file: Path, results: Path) -> None:
     from refine_perception.graphs import GraphError
     from refine_perception.ros.graph_runner import NodeStartError, run_graph
 
     if bag.compressed and not bag.image_topic.endswith("/compressed"):
-        raise CliError(f"{bag.image_topic}: the detector subscribes to <image_topic>/compressed (image_transport "
+        raise CliError(f"{bag.image_topic}: the node subscribes to <image_topic>/compressed (image_transport "
                        "naming); use --mode offline for this bag")
     values = {
         "bag": str(args.bag), "mode": args.mode, "rate": str(args.rate), "result_bag": str(results),
         "bag_image_topic": bag.image_topic,
         "transport": "compressed" if bag.compressed else "raw",
         "image_topic": bag.image_topic.removesuffix("/compressed") if bag.compressed else bag.image_topic,
-        "lane_detector_params_file": str(params_file),
+        f"{task.node}_params_file": str(params_file),
     }
     if bag.camera_info_topic:
         values["camera_info_topic"] = bag.camera_info_topic
+    if getattr(bag, "depth_topic", None):
+        values["depth_topic"] = bag.depth_topic
 
     def done(nodes: list[Any]) -> bool:
         return nodes[0].finished.is_set()
 
     try:
-        nodes = run_graph("replay", values, until=done)
+        nodes = run_graph(task.graph, values, until=done)
     except (GraphError, NodeStartError) as error:
         raise CliError(str(error)) from None
     player = nodes[0]

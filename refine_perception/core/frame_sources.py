@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -106,23 +106,29 @@ class VideoSource:
             capture.release()
 
 
+def spec_options(spec: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The options of a source spec's query (synthetic:drive?seed=3&frames=40) over `defaults`, each parsed
+    as its default's type; unknown names and unparsable values raise SourceError."""
+    _, _, query = spec.partition("?")
+    options = dict(defaults)
+    for item in filter(None, query.split("&")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise SourceError(f"{spec}: unknown option {key!r}; options: {', '.join(defaults)}")
+        kind = type(defaults[key])
+        try:
+            options[key] = kind(value)
+        except ValueError:
+            raise SourceError(f"{spec}: {key}={value!r} is not a valid {kind.__name__}") from None
+    return options
+
+
 class SyntheticDriveSource:
     """A drive rendered on the fly by the road-scene generator: frames come with their camera
     intrinsics and exact lane ground truth (Frame.extras["sample"], a RoadSample)."""
 
-    OPTIONS = {"seed": int, "frames": int, "fps": float, "width": int, "height": int}
-
     def __init__(self, spec: str) -> None:
-        _, _, query = spec.partition("?")
-        options: dict[str, float] = {"seed": 7, "frames": 300, "fps": 10.0, "width": 1640, "height": 590}
-        for item in filter(None, query.split("&")):
-            key, _, value = item.partition("=")
-            if key not in self.OPTIONS:
-                raise SourceError(f"{spec}: unknown option {key!r}; options: {', '.join(self.OPTIONS)}")
-            try:
-                options[key] = self.OPTIONS[key](value)
-            except ValueError:
-                raise SourceError(f"{spec}: {key}={value!r} is not a valid {self.OPTIONS[key].__name__}") from None
+        options = spec_options(spec, {"seed": 7, "frames": 300, "fps": 10.0, "width": 1640, "height": 590})
         if options["frames"] < 1 or options["fps"] <= 0 or options["width"] < 64 or options["height"] < 64:
             raise SourceError(f"{spec}: needs frames >= 1, fps > 0 and an image of at least 64x64")
         self.options = options

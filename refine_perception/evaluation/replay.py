@@ -1,36 +1,44 @@
-"""Replay evaluation of the lane detector: its outputs (recorded by the bag player, by `ros2 bag record`,
-or computed offline by the node's own pipeline) matched by stamp to a lane bag's frames and scored.
+"""Replay evaluation of the lane detector and the instance segmenter: their outputs (recorded by the bag
+player, by `ros2 bag record`, or computed offline by the node's own pipeline) matched by stamp to a bag's
+frames and scored against its ground truth.
 
 Timing comes from the player's timing.json (wall time each frame was sent) and the result bag's log
 times (wall time each output arrived): latency = arrival - sending, per frame. Frames without an output
-are drops; in realtime mode they count as missed lanes, which is what the robot lives with.
+are drops; in realtime mode they count as missed lanes or objects, which is what the robot lives with.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from refine_perception.bags.lane_bags import TIMING_FILE, LaneBag, Stamp, cdr_stamp, write_timing
+from refine_perception.bags.instance_bags import InstanceBag
+from refine_perception.bags.frames import TIMING_FILE, Stamp, cdr_stamp, write_timing
+from refine_perception.bags.lane_bags import LaneBag
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.sync import ApproximateTimeSync
+from refine_perception.evaluation.instances import InstanceScores, score_instance_frames
 from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
-from refine_perception.ros.lane_pipeline import LanePipeline
+from refine_perception.ros.instance_messages import instance_results
 
 LANES_TOPIC = "/lanes"
-LANES_TYPE = "refine_msgs/msg/LaneArray"
+INSTANCES_TOPIC = "/instances"
 
 
 @dataclass
-class LaneEvaluation:
-    bag: LaneBag
-    scores: LaneScores
+class ReplayEvaluation:
+    """One run's scores, outputs and timing; `task` says which node's (lanes or instances)."""
+
+    task: str
+    bag: LaneBag | InstanceBag
+    scores: LaneScores | InstanceScores
     stamps: list[Stamp]  # the scored frames, in order (those with ground truth)
     outputs: dict[Stamp, Any]
     latency_ms: dict[Stamp, float] = field(default_factory=dict)
@@ -52,6 +60,7 @@ class LaneEvaluation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "task": self.task,
             "bag": str(self.bag.path),
             "mode": self.mode,
             "image_topic": self.bag.image_topic,
@@ -85,19 +94,17 @@ def read_results(result_bag: str | Path, topic: str = LANES_TOPIC) -> tuple[dict
     return outputs, arrived, [str(error) for error in reader.errors] + undecodable
 
 
-def evaluate_lane_run(bag: LaneBag, result_bag: str | Path, topic: str = LANES_TOPIC,
-                      cut_ratio: float = 270 / 590) -> LaneEvaluation:
+def _evaluate_run(task: str, bag: LaneBag | InstanceBag, result_bag: str | Path, topic: str,
+                  score: Callable[[list[Stamp], dict[Stamp, Any]], Any]) -> ReplayEvaluation:
     outputs, arrived, errors = read_results(result_bag, topic)
     timing_path = Path(result_bag) / TIMING_FILE
     timing = json.loads(timing_path.read_text()) if timing_path.is_file() else None
     stamps = [s for s in bag.stamps if s in bag.truth]
     if not stamps:
-        raise BagError(f"{bag.path}: no frame has ground truth on /ground_truth/lanes")
-    tags = [bag.tags.get(s, ()) for s in stamps]
-    scores = score_lane_frames([bag.truth[s] for s in stamps], [outputs.get(s) for s in stamps],
-                               tags if any(tags) else (), cut_ratio=cut_ratio)
-    evaluation = LaneEvaluation(bag, scores, stamps, outputs, errors=[str(e) for e in bag.errors] + errors,
-                                unmatched_outputs=sum(1 for s in outputs if s not in bag.truth))
+        raise BagError(f"{bag.path}: no frame has ground truth")
+    evaluation = ReplayEvaluation(task, bag, score(stamps, outputs), stamps, outputs,
+                                  errors=[str(e) for e in bag.errors] + errors,
+                                  unmatched_outputs=sum(1 for s in outputs if s not in bag.truth))
     if timing is not None:
         sent = {(sec, nsec): wall for sec, nsec, wall in timing["frames"]}
         evaluation.latency_ms = {s: (arrived[s] - sent[s]) / 1e6 for s in stamps if s in sent and s in arrived}
@@ -108,35 +115,53 @@ def evaluate_lane_run(bag: LaneBag, result_bag: str | Path, topic: str = LANES_T
     return evaluation
 
 
-def run_offline(bag: LaneBag, pipeline: LanePipeline, result_bag: str | Path, slop_s: float = 0.02,
-                storage: str = "mcap") -> int:
-    """Run the detector's pipeline on every frame of `bag` without DDS (images matched to CameraInfo by
-    the node's synchroniser) and write the LaneArrays like the player records them; returns the count."""
-    topics = {bag.image_topic} | ({bag.camera_info_topic} if bag.camera_info_topic else set())
+def evaluate_lane_run(bag: LaneBag, result_bag: str | Path, topic: str = LANES_TOPIC,
+                      cut_ratio: float = 270 / 590) -> ReplayEvaluation:
+    def score(stamps: list[Stamp], outputs: dict[Stamp, Any]) -> LaneScores:
+        tags = [bag.tags.get(s, ()) for s in stamps]
+        return score_lane_frames([bag.truth[s] for s in stamps], [outputs.get(s) for s in stamps],
+                                 tags if any(tags) else (), cut_ratio=cut_ratio)
+
+    return _evaluate_run("lanes", bag, result_bag, topic, score)
+
+
+def evaluate_instance_run(bag: InstanceBag, result_bag: str | Path, topic: str = INSTANCES_TOPIC) -> ReplayEvaluation:
+    def score(stamps: list[Stamp], outputs: dict[Stamp, Any]) -> InstanceScores:
+        return score_instance_frames([instance_results(bag.truth[s]) for s in stamps],
+                                     [instance_results(outputs[s]) if s in outputs else None for s in stamps])
+
+    return _evaluate_run("instances", bag, result_bag, topic, score)
+
+
+def run_offline(bag: LaneBag | InstanceBag, pipeline: Callable[..., tuple[Any, ...]], output_topic: str,
+                inputs: Sequence[str], result_bag: str | Path, slop_s: float = 0.02, storage: str = "mcap") -> int:
+    """Run a node's pipeline on every frame of `bag` without DDS and write its outputs (the first item
+    it returns) like the player records them; returns the count. `inputs` are the bag topics the
+    pipeline takes, camera image first; several are matched by stamp with the nodes' synchroniser."""
     sent: list[tuple[Stamp, int]] = []
     errors: list[str] = []
     count = 0
     with BagWriter(result_bag, storage, overwrite=True) as writer:
 
-        def process(image: Any, info: Any) -> None:
+        def process(image: Any, *others: Any) -> None:
             nonlocal count
             started = time.time_ns()
-            lanes, _ = pipeline(image, info)
-            writer.write(LANES_TOPIC, lanes, time.time_ns())
+            output = pipeline(image, *others)[0]
+            writer.write(output_topic, output, time.time_ns())
             sent.append(((image.header.stamp.sec, image.header.stamp.nanosec), started))
             count += 1
 
-        sync = ApproximateTimeSync(2, 10, slop_s, process)
+        sync = ApproximateTimeSync(len(inputs), 10, slop_s, process) if len(inputs) > 1 else None
         reader = BagReader(bag.path)
-        for message in reader.messages(topics):
+        for message in reader.messages(set(inputs)):
             try:
                 msg = message.decode()
             except BagError as error:
                 errors.append(str(error))
                 continue
-            if bag.camera_info_topic is None:
-                process(msg, None)
+            if sync is None:
+                process(msg)
             else:
-                sync.add(0 if message.topic == bag.image_topic else 1, msg)
+                sync.add(list(inputs).index(message.topic), msg)
     write_timing(result_bag, "offline", bag.path, sent, errors=[str(e) for e in reader.errors] + errors)
     return count

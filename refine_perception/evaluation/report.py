@@ -1,6 +1,7 @@
-"""The replay report: report.md with the figures as tables, PNG plots (precision/recall against the score
-threshold, latency histogram and over time, F1 per category) and a strip of the worst frames with ground
-truth (thin white) under the detector's lanes (coloured by type)."""
+"""The replay report: report.md with the figures as tables, PNG plots (lanes: precision/recall against the
+score threshold and F1 per category; both tasks: latency histogram and over time) and a strip of the
+worst frames with the ground truth (thin white) under the node's output (lanes coloured by type, object
+masks tinted with their rotated boxes and grasps)."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from refine_perception.bags.lane_bags import cdr_stamp  # noqa: E402
+from refine_perception.bags.frames import cdr_stamp  # noqa: E402
 from refine_perception.bags.reader import BagReader  # noqa: E402
 from refine_perception.data.preview import grid  # noqa: E402
 from refine_perception.evaluation.lanes import image_points  # noqa: E402
-from refine_perception.evaluation.replay import LaneEvaluation  # noqa: E402
-from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy  # noqa: E402
+from refine_perception.evaluation.replay import ReplayEvaluation  # noqa: E402
+from refine_perception.ros.image_convert import to_bgr  # noqa: E402
+from refine_perception.ros.instance_messages import draw_instances, instance_results  # noqa: E402
 from refine_perception.ros.lane_messages import draw_overlay  # noqa: E402
 
 WORST_FRAMES = 6
@@ -35,7 +37,7 @@ def _table(rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows[1:]])
 
 
-def _plot_pr(evaluation: LaneEvaluation, path: Path) -> None:
+def _plot_pr(evaluation: ReplayEvaluation, path: Path) -> None:
     curve = np.array(evaluation.scores.pr_curve)
     f1 = np.divide(2 * curve[:, 1] * curve[:, 2], curve[:, 1] + curve[:, 2], out=np.zeros(len(curve)),
                    where=curve[:, 1] + curve[:, 2] > 0)
@@ -52,12 +54,12 @@ def _plot_pr(evaluation: LaneEvaluation, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_latency(evaluation: LaneEvaluation, path: Path) -> None:
+def _plot_latency(evaluation: ReplayEvaluation, path: Path) -> None:
     stamps = [s for s in evaluation.stamps if s in evaluation.latency_ms]
     values = np.array([evaluation.latency_ms[s] for s in stamps])
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     left.hist(values, bins=min(40, max(5, len(values) // 3)), color="#0072B2")
-    left.set(xlabel="latency (ms): image sent -> lanes received", ylabel="frames", title="Latency histogram")
+    left.set(xlabel="latency (ms): image sent -> result received", ylabel="frames", title="Latency histogram")
     right.plot(np.arange(len(values)), values, ".-", color="#D55E00", markersize=3)
     right.set(xlabel="frame", ylabel="latency (ms)", title="Latency over the run")
     for ax in (left, right):
@@ -67,7 +69,7 @@ def _plot_latency(evaluation: LaneEvaluation, path: Path) -> None:
     plt.close(fig)
 
 
-def _plot_categories(evaluation: LaneEvaluation, path: Path) -> None:
+def _plot_categories(evaluation: ReplayEvaluation, path: Path) -> None:
     culane = evaluation.scores.culane
     names = ["all", *evaluation.scores.categories()]
     x = np.arange(len(names))
@@ -83,26 +85,42 @@ def _plot_categories(evaluation: LaneEvaluation, path: Path) -> None:
     plt.close(fig)
 
 
-def _worst_frames(evaluation: LaneEvaluation, path: Path, count: int = WORST_FRAMES) -> list[int]:
+def _draw_lanes(image: np.ndarray, truth: Any, output: Any) -> np.ndarray:
+    lanes = [np.round(image_points(lane) * 16).astype(np.int32) for lane in truth.lanes]
+    cv2.polylines(image, lanes, False, (255, 255, 255), 1, cv2.LINE_AA, shift=4)
+    return image if output is None else draw_overlay(image, output)
+
+
+def _draw_instances(image: np.ndarray, truth: Any, output: Any) -> np.ndarray:
+    if output is not None:
+        image = draw_instances(image, instance_results(output))
+    for result in instance_results(truth):
+        contours, _ = cv2.findContours(result.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(image, contours, -1, (255, 255, 255), 1, cv2.LINE_AA)
+    return image
+
+
+def _worst_frames(evaluation: ReplayEvaluation, path: Path, count: int = WORST_FRAMES) -> list[int]:
     ranked = sorted(evaluation.scores.per_frame, key=lambda f: (-f.errors, f.index))[:count]
     wanted = {evaluation.stamps[f.index]: f for f in ranked if f.errors > 0}
     if not wanted:
         return []
+    draw = _draw_lanes if evaluation.task == "lanes" else _draw_instances
     tiles: dict[int, np.ndarray] = {}
     for message in BagReader(evaluation.bag.path).messages({evaluation.bag.image_topic}):
         stamp = cdr_stamp(message.data)
         if stamp not in wanted:
             continue
-        msg = message.decode()
-        image = compressed_to_numpy(msg, "bgr8") if hasattr(msg, "format") else image_to_numpy(msg, "bgr8")
-        truth = [np.round(image_points(lane) * 16).astype(np.int32) for lane in evaluation.bag.truth[stamp].lanes]
-        cv2.polylines(image, truth, False, (255, 255, 255), 1, cv2.LINE_AA, shift=4)
         output = evaluation.outputs.get(stamp)
-        if output is not None:
-            image = draw_overlay(image, output)
+        image = draw(np.array(to_bgr(message.decode())), evaluation.bag.truth[stamp], output)
         frame = wanted[stamp]
-        label = f"frame {frame.index}: {frame.fp} FP, {frame.fn} FN" + ("" if output is not None else " (dropped)")
-        cv2.putText(image, label, (12, 36), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (0, 0, 255), 2, cv2.LINE_AA)
+        label = f"frame {frame.index}: {frame.fp} FP, {frame.fn} FN"
+        if getattr(frame, "grasp_success", None) is False:
+            label += ", grasp missed"
+        label += "" if output is not None else " (dropped)"
+        scale = image.shape[1] / 1280
+        cv2.putText(image, label, (12, round(36 * scale)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 255),
+                    max(1, round(2 * scale)), cv2.LINE_AA)
         tiles[frame.index] = image
     order = sorted(tiles)
     if order and not cv2.imwrite(str(path), grid([tiles[k] for k in order], cols=2, tile_width=480)):
@@ -110,20 +128,10 @@ def _worst_frames(evaluation: LaneEvaluation, path: Path, count: int = WORST_FRA
     return order
 
 
-def write_report(evaluation: LaneEvaluation, out: str | Path, title: str = "Lane replay evaluation") -> Path:
-    """Write report.md, figures.json and the PNGs into `out`; returns the report's path."""
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    figures = evaluation.to_dict()
-    (folder / "figures.json").write_text(json.dumps(figures, indent=2))
+def _lane_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
     s = evaluation.scores
     tusimple = s.tusimple
-    lines = [f"# {title}", "",
-             f"Bag `{Path(evaluation.bag.path).name}`, camera `{evaluation.bag.image_topic}`, mode **{evaluation.mode}**: "
-             f"{len(evaluation.bag.stamps)} frames, {len(evaluation.stamps)} with ground truth scored, "
-             f"{len(evaluation.outputs)} outputs, {s.frames_without_output} frames without output (counted as "
-             "missed lanes).", "", "## Accuracy", "",
-             _table([["metric", "value"],
+    lines = [_table([["metric", "value"],
                      ["CULane F1@50", _pct(s.culane.f1(0.5))], ["CULane F1@75", _pct(s.culane.f1(0.75))],
                      ["CULane mF1 (0.50:0.95)", _pct(s.culane.mf1())],
                      ["TuSimple accuracy", _pct(tusimple.accuracy)], ["TuSimple FP", _pct(tusimple.fp)],
@@ -138,8 +146,41 @@ def write_report(evaluation: LaneEvaluation, out: str | Path, title: str = "Lane
         lines += ["### Per category", "", _table(rows), "", "![F1 per category](per_category_f1.png)", ""]
         _plot_categories(evaluation, folder / "per_category_f1.png")
     _plot_pr(evaluation, folder / "precision_recall.png")
-    lines += ["### Precision and recall against the score threshold", "", "![precision/recall](precision_recall.png)",
-              ""]
+    return lines + ["### Precision and recall against the score threshold", "",
+                    "![precision/recall](precision_recall.png)", ""]
+
+
+def _instance_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
+    f = evaluation.scores.to_dict()
+    grasps = f["grasp_success_rate"]
+    confident = f["confident_grasp_success_rate"]
+    return [_table([["metric", "value"],
+                    ["mask AP (COCO, IoU 0.50:0.95)", _pct(f["mask_AP"])], ["mask AP50", _pct(f["mask_AP50"])],
+                    ["mask AP75", _pct(f["mask_AP75"])],
+                    ["boundary F", f"{_pct(f['boundary_F'])} (tolerance {f['boundary_tolerance_px']} px)"],
+                    ["mIoU (table, stick)", _pct(f["mIoU"])],
+                    ["grasp success (best grasp per frame on a free stick's axis)",
+                     f"{_pct(grasps)} ({f['grasp_frames']} frames with a free stick)"],
+                    ["grasp success (all grasps scoring >= threshold)",
+                     f"{_pct(confident)} ({f['confident_grasps']} grasps)"]]),
+            "", f"Instances and grasps scoring below {f['score_threshold']} do not count for boundary F, mIoU and "
+            "the confident grasps; mask AP ranks all of them by score.", ""]
+
+
+def write_report(evaluation: ReplayEvaluation, out: str | Path, title: str = "") -> Path:
+    """Write report.md, figures.json and the PNGs into `out`; returns the report's path."""
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    figures = evaluation.to_dict()
+    (folder / "figures.json").write_text(json.dumps(figures, indent=2))
+    lanes = evaluation.task == "lanes"
+    s = evaluation.scores
+    lines = [f"# {title or ('Lane' if lanes else 'Instance') + ' replay evaluation'}", "",
+             f"Bag `{Path(evaluation.bag.path).name}`, camera `{evaluation.bag.image_topic}`, mode **{evaluation.mode}**: "
+             f"{len(evaluation.bag.stamps)} frames, {len(evaluation.stamps)} with ground truth scored, "
+             f"{len(evaluation.outputs)} outputs, {s.frames_without_output} frames without output (counted as "
+             f"missed {'lanes' if lanes else 'objects'}).", "", "## Accuracy", ""]
+    lines += _lane_accuracy(evaluation, folder) if lanes else _instance_accuracy(evaluation, folder)
     lines += ["## Timing", ""]
     latency = evaluation.timing_summary()
     if latency:
@@ -149,14 +190,15 @@ def write_report(evaluation: LaneEvaluation, out: str | Path, title: str = "Lane
                           [f"{latency['mean']:.1f} ms", f"{latency['p50']:.1f} ms", f"{latency['p95']:.1f} ms",
                            f"{latency['max']:.1f} ms", "-" if fps is None else f"{fps:.2f} FPS",
                            str(s.frames_without_output)]]),
-                  "", "Latency is the wall time from the player sending a frame to the lanes of that frame arriving "
-                  "(offline: the pipeline's time per frame).", "", "![latency](latency.png)", ""]
+                  "", "Latency is the wall time from the player sending a frame to the node's output for that frame "
+                  "arriving (offline: the pipeline's time per frame).", "", "![latency](latency.png)", ""]
     else:
         lines += ["No timing: the results came without the player's timing.json (e.g. `ros2 bag record`).", ""]
     worst = _worst_frames(evaluation, folder / "worst_frames.png")
     if worst:
-        lines += ["## Worst frames", "", f"Frames {', '.join(map(str, worst))}: ground truth in thin white, the "
-                  "detector's lanes coloured by type.", "", "![worst frames](worst_frames.png)", ""]
+        drawn = "the detector's lanes coloured by type" if lanes else "the segmenter's masks tinted, with rotated boxes"
+        lines += ["## Worst frames", "", f"Frames {', '.join(map(str, worst))}: ground truth in thin white, {drawn}.",
+                  "", "![worst frames](worst_frames.png)", ""]
     if evaluation.errors:
         lines += ["## Read errors", "", *[f"- {error}" for error in evaluation.errors], ""]
     path = folder / "report.md"
@@ -167,10 +209,16 @@ def write_report(evaluation: LaneEvaluation, out: str | Path, title: str = "Lane
 def summary_lines(figures: dict[str, Any]) -> list[str]:
     """A few lines for the terminal."""
     latency = figures["latency_ms"]
-    lines = [f"{figures['frames_scored']} frames scored ({figures['mode']}), {figures['dropped']} without output: "
-             f"F1@50 {100 * figures['F1@50']:.2f}  F1@75 {100 * figures['F1@75']:.2f}  mF1 {100 * figures['mF1']:.2f}  "
-             f"TuSimple acc {100 * figures['tusimple']['Accuracy']:.2f}  "
-             f"type acc {_pct(figures['type_accuracy'])}  id switches {figures['id_switches']}"]
+    head = f"{figures['frames_scored']} frames scored ({figures['mode']}), {figures['dropped']} without output: "
+    if figures["task"] == "lanes":
+        head += (f"F1@50 {100 * figures['F1@50']:.2f}  F1@75 {100 * figures['F1@75']:.2f}  mF1 {100 * figures['mF1']:.2f}  "
+                 f"TuSimple acc {100 * figures['tusimple']['Accuracy']:.2f}  "
+                 f"type acc {_pct(figures['type_accuracy'])}  id switches {figures['id_switches']}")
+    else:
+        head += (f"mask AP {_pct(figures['mask_AP'])}  AP50 {_pct(figures['mask_AP50'])}  "
+                 f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}  "
+                 f"grasp success {_pct(figures['grasp_success_rate'])}")
+    lines = [head]
     if latency:
         lines.append(f"latency p50 {latency['p50']:.1f} ms  p95 {latency['p95']:.1f} ms  max {latency['max']:.1f} ms"
                      + (f"  throughput {figures['throughput_fps']:.2f} FPS" if figures["throughput_fps"] else ""))

@@ -20,7 +20,7 @@ from typing import Any
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rosgraph_msgs.msg import Clock
 
-from refine_perception.bags.lane_bags import (
+from refine_perception.bags.frames import (
     CAMERA_INFO_TYPE,
     Stamp,
     camera_topics,

@@ -24,6 +24,7 @@ NODE_CLASSES = {
     "image_converter": "refine_perception.ros.image_converter:ImageConverter",
     "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
     "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
+    "instance_segmenter": "refine_perception.ros.instance_segmenter:InstanceSegmenter",
     "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
     "bag_player": "refine_perception.ros.bag_player:BagPlayer",
 }
@@ -50,6 +51,11 @@ def share_dir() -> Path:
         if fallback.is_dir():
             return fallback
         raise
+
+
+def shipped_model(file_name: str) -> Path:
+    """A default model file shipped in share/refine_perception/models (the source tree's models/)."""
+    return share_dir() / "models" / file_name
 
 
 def config_dir() -> Path:

@@ -19,6 +19,7 @@ from std_msgs.msg import Header
 from refine_perception.core.image_codec import (
     PASSTHROUGH,
     Buffer,
+    ImageFormatError,
     compressed_format,
     decode_compressed,
     decode_raw,
@@ -74,3 +75,22 @@ def numpy_to_compressed(
     if header is not None:
         msg.header = header
     return msg
+
+
+def to_bgr(msg: Image | CompressedImage) -> np.ndarray:
+    """A camera image message (raw or compressed) as BGR pixels: zero-copy for raw bgr8."""
+    return image_to_numpy(msg, desired="bgr8") if isinstance(msg, Image) else compressed_to_numpy(msg, "bgr8")
+
+
+def depth_to_metres(msg: Image) -> np.ndarray:
+    """A depth image as float32 metres along the optical axis, in either REP 118 form: 16UC1 millimetres
+    or 32FC1 metres; 0 (and NaN) mean no reading."""
+    if msg.encoding in ("16UC1", "mono16"):
+        return image_to_numpy(msg).astype(np.float32) * np.float32(0.001)
+    if msg.encoding != "32FC1":
+        raise ImageFormatError(f"depth images must be 16UC1 (mm) or 32FC1 (m), got {msg.encoding!r}")
+    if msg.step < 4 * msg.width or len(msg.data) < msg.step * msg.height:
+        raise ImageFormatError(f"32FC1 depth {msg.width}x{msg.height} with step {msg.step} and {len(msg.data)} bytes")
+    rows = np.frombuffer(bytes(msg.data), dtype=">f4" if msg.is_bigendian else "<f4",
+                         count=msg.step * msg.height // 4).reshape(msg.height, msg.step // 4)
+    return np.ascontiguousarray(rows[:, :msg.width], dtype=np.float32)

@@ -27,7 +27,6 @@ from refine_perception.ros.lane_messages import draw_overlay, lane_markers
 from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, default_model_path, open_predictor
 from refine_perception.ros.node_base import INPUT_PARAMS, Param, PerceptionNode, node_main
 
-_ERROR = 2
 _DEFAULTS = PipelineSettings()  # the output-shaping parameters' defaults live with the pipeline
 
 
@@ -75,8 +74,6 @@ class LaneDetector(PerceptionNode):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(self.DEFAULT_NAME, **kwargs)
         p = self.params
-        self.model_error = ""
-        self.backend = ""
         self.pipeline: LanePipeline | None = None
         try:
             predictor, cut_ratio, self.backend = open_predictor(p.model, p.backend, p.device, p.precision, p.threads)
@@ -92,8 +89,8 @@ class LaneDetector(PerceptionNode):
         image_type = Image if p.transport == "raw" else CompressedImage
         image_topic = "image_raw" if p.transport == "raw" else "image_raw/compressed"
         if p.use_camera_info:
-            self.subscribe_frame_pairs(image_type, image_topic, CameraInfo, "camera_info", self._on_frame,
-                                       p.sync_slop_s)
+            self.subscribe_synced_frames([(image_type, image_topic), (CameraInfo, "camera_info")], self._on_frame,
+                                         p.sync_slop_s)
         else:
             self.subscribe_frames(image_type, image_topic, lambda msg: self._on_frame(msg, None))
 
@@ -115,16 +112,7 @@ class LaneDetector(PerceptionNode):
     # ---------------------------------------------------------------------------- diagnostics
 
     def diagnostic_values(self) -> dict[str, str]:
-        values = {"lane_arrays_published": str(self.lanes_published), "unmatched_camera_info": str(self.unmatched())}
-        if self.model_error:
-            values["model_error"] = self.model_error
-        return values
-
-    def status_summary(self) -> tuple[int, str, dict[str, str]]:
-        level, message, values = super().status_summary()
-        if self.model_error:
-            return _ERROR, self.model_error, values
-        return level, message, values
+        return {"lane_arrays_published": str(self.lanes_published), "unmatched_camera_info": str(self.unmatched())}
 
     def report(self) -> dict[str, Any]:
         return {"lane_arrays_published": self.lanes_published, "backend": self.backend,

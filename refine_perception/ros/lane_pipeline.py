@@ -6,12 +6,12 @@ messages, so the offline figures are those of the node's own code, not of a re-i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo
 
 from refine_msgs.msg import LaneArray
 from refine_perception.core.camera import CameraModelError, PinholeCamera
@@ -20,17 +20,17 @@ from refine_perception.lanes.ground import project_lanes
 from refine_perception.lanes.tracking import LaneTracker
 from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePredictor
-from refine_perception.ros.graph_runner import share_dir
-from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy
+from refine_perception.ros.graph_runner import shipped_model
+from refine_perception.ros.image_convert import to_bgr
 from refine_perception.ros.lane_messages import lane_array
+from refine_perception.ros.node_base import settings_from_params
 
 DEFAULT_MODEL = "clrnet_r18_synthetic.safetensors"
 CULANE_CUT_RATIO = 270 / 590
 
 
 def default_model_path() -> Path:
-    """The shipped default weights: share/refine_perception/models, or the source tree's models/."""
-    return share_dir() / "models" / DEFAULT_MODEL
+    return shipped_model(DEFAULT_MODEL)
 
 
 @dataclass
@@ -53,9 +53,7 @@ class PipelineSettings:
 
     @classmethod
     def from_params(cls, params: Any) -> PipelineSettings:
-        """From an object or mapping with (at least) these names, e.g. the node's parameters."""
-        get = params.get if isinstance(params, dict) else lambda name, default: getattr(params, name, default)
-        return cls(**{f.name: type(f.default)(get(f.name, f.default)) for f in fields(cls)})
+        return settings_from_params(cls, params)
 
 
 def open_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",
@@ -107,7 +105,7 @@ class LanePipeline:
 
     def __call__(self, msg: Any, info: CameraInfo | None) -> tuple[LaneArray, np.ndarray]:
         """The LaneArray of image message `msg` (Image or CompressedImage), and the decoded BGR image."""
-        image = image_to_numpy(msg, desired="bgr8") if isinstance(msg, Image) else compressed_to_numpy(msg, "bgr8")
+        image = to_bgr(msg)
         height, width = image.shape[:2]
         self.predictor.settings = self.decode_settings(height)
         prediction = self.predictor([image])[0]

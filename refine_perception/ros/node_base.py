@@ -11,11 +11,11 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from functools import partial
 from types import SimpleNamespace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import (
@@ -41,7 +41,7 @@ from refine_perception.core.stats import FrameCounters, LatencyWindow, RateMeter
 ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
 
 QOS_CHOICES = ("sensor_data", "reliable", "system_default")
-_OK, _WARN = 0, 1  # DiagnosticStatus levels (the message constants are bytes)
+_OK, _WARN, _ERROR = 0, 1, 2  # DiagnosticStatus levels (the message constants are bytes)
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,16 @@ class Param:
         if self.choices and value not in self.choices:
             return f"{self.name}={value!r} is not one of {', '.join(self.choices)}"
         return None
+
+
+T = TypeVar("T")
+
+
+def settings_from_params(cls: type[T], params: Any) -> T:
+    """Dataclass `cls` from an object or mapping with (at least) its field names, e.g. a node's parameters
+    (so the offline pipelines take the same names); each value is cast to its default's type."""
+    get = params.get if isinstance(params, dict) else lambda name, default: getattr(params, name, default)
+    return cls(**{f.name: type(f.default)(get(f.name, f.default)) for f in fields(cls)})
 
 
 def qos_from_name(name: str, depth: int) -> QoSProfile:
@@ -140,6 +150,7 @@ class PerceptionNode(Node):
         self.input_rate = RateMeter()
         self.latency = LatencyWindow()
         self.backend = ""
+        self.model_error = ""  # set by nodes whose model could not be opened: status ERROR, frames dropped
         self._workers: list[_LatestFrameWorker] = []
         self._syncs: list[ApproximateTimeSync] = []
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -171,31 +182,32 @@ class PerceptionNode(Node):
         self._workers.append(worker)
         self.create_subscription(msg_type, topic, worker.offer, self.input_qos())
 
-    def subscribe_frame_pairs(self, msg_type: type, topic: str, info_type: type, info_topic: str,
-                              handler: Callable[[Any, Any], None], slop: float, queue_size: int = 10) -> None:
-        """Like `subscribe_frames`, for an image and its CameraInfo matched by stamp (approximate time).
+    def subscribe_synced_frames(self, inputs: Sequence[tuple[type, str]], handler: Callable[..., None],
+                                slop: float, queue_size: int = 10) -> None:
+        """Like `subscribe_frames`, for messages of several topics matched by stamp (approximate time):
+        an image and its CameraInfo, say, or also a depth image. `handler` gets one of each, in order.
 
         message_filters' ApproximateTimeSynchronizer is used where it is installed; elsewhere (it is not
         on PyPI) our `core.sync.ApproximateTimeSync`, which keeps its contract. Unmatched messages are
-        dropped by the synchroniser and counted there; matched pairs go through the newest-frame worker.
+        dropped by the synchroniser and counted there; matched sets go through the newest-frame worker.
         """
-        worker = _LatestFrameWorker(self, lambda pair: handler(*pair), topic)
+        topic = inputs[0][1]
+        worker = _LatestFrameWorker(self, lambda matched: handler(*matched), topic)
         self._workers.append(worker)
         qos = self.input_qos()
 
-        def matched(image: Any, info: Any) -> None:
-            worker.offer((image, info))
+        def matched(*messages: Any) -> None:
+            worker.offer(messages)
 
         try:
             import message_filters
         except ImportError:
-            sync = ApproximateTimeSync(2, queue_size, slop, matched)
+            sync = ApproximateTimeSync(len(inputs), queue_size, slop, matched)
             self._syncs.append(sync)
-            for index, (kind, name) in enumerate(((msg_type, topic), (info_type, info_topic))):
+            for index, (kind, name) in enumerate(inputs):
                 self.create_subscription(kind, name, partial(self._sync_input, sync, index, name), qos)
             return
-        subscribers = [message_filters.Subscriber(self, msg_type, topic, qos_profile=qos),
-                       message_filters.Subscriber(self, info_type, info_topic, qos_profile=qos)]
+        subscribers = [message_filters.Subscriber(self, kind, name, qos_profile=qos) for kind, name in inputs]
         synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop)
         synchronizer.registerCallback(matched)
         self._message_filters = (subscribers, synchronizer)  # keep them alive with the node
@@ -243,6 +255,9 @@ class PerceptionNode(Node):
         if self.backend:
             values["backend"] = self.backend
         values.update(self.diagnostic_values())
+        if self.model_error:
+            values["model_error"] = self.model_error
+            return _ERROR, self.model_error, values
         level = _OK
         message = f"{rate:.1f} Hz in"
         if latency:

@@ -1,4 +1,5 @@
-"""CLRNet's training augmentations on a network-sized BGR image and its lane points, in OpenCV.
+"""CLRNet's training augmentations on a network-sized BGR image and its lane points, in OpenCV; the
+instance models get the same steps on their image and instance-id map.
 
 The official pipeline (imgaug) applies, in this order: horizontal flip, channel shuffle, brightness
 multiply-and-add, hue and saturation shift, motion or median blur, and an affine warp (translate, rotate,
@@ -26,6 +27,34 @@ def augment(
     if rng.random() < config.flip:
         image = image[:, ::-1]
         lanes = [np.column_stack([width - 1 - lane[:, 0], lane[:, 1]]) for lane in lanes[::-1]]
+    image = _photometric(image, config, rng)
+    if rng.random() < config.affine:
+        matrix = _affine_matrix(rng, config, width, height)
+        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        lanes = [lane @ matrix[:, :2].T + matrix[:, 2] for lane in lanes]
+    return np.ascontiguousarray(image), lanes
+
+
+def augment_instances(
+    image: np.ndarray, instances: np.ndarray, config: AugmentConfig, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Augmented copies of a uint8 (H, W, 3) image and its (H, W) instance-id map (0 = background): the
+    map follows the flip and the warp with nearest-neighbour sampling, so ids never blend."""
+    height, width = image.shape[:2]
+    if rng.random() < config.flip:
+        image, instances = image[:, ::-1], instances[:, ::-1]
+    image = _photometric(image, config, rng)
+    if rng.random() < config.affine:
+        matrix = _affine_matrix(rng, config, width, height)
+        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
+        instances = cv2.warpAffine(np.ascontiguousarray(instances), matrix, (width, height),
+                                   flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return np.ascontiguousarray(image), np.ascontiguousarray(instances)
+
+
+def _photometric(image: np.ndarray, config: AugmentConfig, rng: np.random.Generator) -> np.ndarray:
     if rng.random() < config.channel_shuffle:
         image = image[:, :, rng.permutation(3)]
     if rng.random() < config.brightness:
@@ -36,12 +65,7 @@ def augment(
         image = _shift_hue_saturation(image, rng, config.hue_saturation_add)
     if rng.random() < config.blur:
         image = _blur(image, rng)
-    if rng.random() < config.affine:
-        matrix = _affine_matrix(rng, config, width, height)
-        image = cv2.warpAffine(np.ascontiguousarray(image), matrix, (width, height), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_CONSTANT, borderValue=(0, 0, 0))
-        lanes = [lane @ matrix[:, :2].T + matrix[:, 2] for lane in lanes]
-    return np.ascontiguousarray(image), lanes
+    return image
 
 
 def _shift_hue_saturation(image: np.ndarray, rng: np.random.Generator, amount: float) -> np.ndarray:

@@ -1,9 +1,11 @@
 """`refine-train`: train, export and evaluate models offline (no ROS needed).
 
     refine-train lanes --config config/training/lanes_r18.yaml [--set optim.lr=3e-4 ...] [--resume]
+    refine-train instances --config config/training/instances_sticks_cpu.yaml [--set ...] [--resume]
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
     refine-train evaluate lanes --weights models/clrnet_r18_synthetic.safetensors [--num 2000 --seed 2]
+    refine-train evaluate instances --weights models/spatial_embeddings_sticks.safetensors [--num 200 --seed 2]
 """
 
 from __future__ import annotations
@@ -14,17 +16,30 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.training.checkpoint import CheckpointError
-from refine_perception.training.config import ConfigError, load_config
+from refine_perception.training.config import ConfigError, InstancesTrainConfig, load_config
+
+if TYPE_CHECKING:
+    from refine_perception.training.trainer import Trainer
 
 
 def _train_lanes(args: argparse.Namespace) -> int:
-    from refine_perception.training.trainer import LaneTrainer
+    from refine_perception.training.lane_task import LaneTrainer
 
-    config = load_config(args.config, args.set)
-    trainer = LaneTrainer(config, progress=not args.no_progress)
+    return _fit(LaneTrainer(load_config(args.config, args.set), progress=not args.no_progress), args)
+
+
+def _train_instances(args: argparse.Namespace) -> int:
+    from refine_perception.training.instance_task import InstanceTrainer
+
+    config = load_config(args.config, args.set, InstancesTrainConfig)
+    return _fit(InstanceTrainer(config, progress=not args.no_progress), args)
+
+
+def _fit(trainer: Trainer, args: argparse.Namespace) -> int:
     final = trainer.fit(resume=args.resume)
     if trainer.env.main:
         print(f"weights: {final}")
@@ -50,18 +65,31 @@ def _evaluate_lanes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_instances(args: argparse.Namespace) -> int:
+    from refine_perception.training.heldout import evaluate_instances_heldout
+
+    width, _, height = args.size.partition("x")
+    report = evaluate_instances_heldout(args.weights, num=args.num, seed=args.seed, width=int(width),
+                                        height=int(height), workers=args.workers, progress=not args.no_progress)
+    print(json.dumps(report, indent=2) if args.json else report["table"])
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refine-train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    lanes = sub.add_parser("lanes", help="train CLRNet (single process, or DDP under torchrun)")
-    lanes.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
-    lanes.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config entry, e.g. --set optim.lr=3e-4 (repeatable)")
-    lanes.add_argument("--resume", action="store_true", help="continue the run in run.out from its last checkpoint")
-    lanes.add_argument("--no-progress", action="store_true", help="no progress bar")
-    lanes.set_defaults(func=_train_lanes)
+    for name, func, what in (("lanes", _train_lanes, "CLRNet"), ("instances", _train_instances, "SpatialEmbeddings")):
+        train = sub.add_parser(name, help=f"train {what} (single process, or DDP under torchrun)")
+        train.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
+        train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                           help="override a config entry, e.g. --set optim.lr=3e-4 (repeatable)")
+        train.add_argument("--resume", action="store_true", help="continue the run in run.out from its last checkpoint")
+        train.add_argument("--no-progress", action="store_true", help="no progress bar")
+        train.set_defaults(func=func)
 
     export = sub.add_parser("export", help="write fp16 default weights + metadata from a run's weights")
     export.add_argument("--weights", required=True, type=Path, help="a run's final.safetensors or best.safetensors")
@@ -86,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     held.add_argument("--out", type=Path, help="also write the json report here")
     held.add_argument("--no-progress", action="store_true")
     held.set_defaults(func=_evaluate_lanes)
+    sticks = what.add_parser("instances", help="mask AP, boundary F, mIoU and grasp success on stick scenes")
+    sticks.add_argument("--weights", required=True, type=Path)
+    sticks.add_argument("--num", type=int, default=200, help="test scenes (default 200)")
+    sticks.add_argument("--seed", type=int, default=2, help="scene stream seed, never used in training (default 2)")
+    sticks.add_argument("--size", default="640x480", help="camera image size WxH (default 640x480)")
+    sticks.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    sticks.add_argument("--json", action="store_true", help="print the report as json")
+    sticks.add_argument("--out", type=Path, help="also write the json report here")
+    sticks.add_argument("--no-progress", action="store_true")
+    sticks.set_defaults(func=_evaluate_instances)
     return parser
 
 

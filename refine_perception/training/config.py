@@ -15,11 +15,13 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
+from refine_perception.data.formats.culane import CATEGORIES
 
+T = TypeVar("T")
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -52,6 +54,7 @@ class DatasetConfig:
     seed: int = 0  # synthetic: stream seed (use one never used for testing)
     size: int = 1000  # synthetic: images per epoch
     framing: Literal["culane", "tusimple"] = "culane"  # synthetic: 1640x590 CULane or 1280x720 TuSimple view
+    category: str = ""  # synthetic: render only this CULane category (e.g. curve, to train a weak one harder); "": the natural mix
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,93 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class InstanceModelConfig:
+    """SpatialEmbeddings (ERFNet encoder, offset/sigma and seed decoders) at a CPU-friendly width."""
+
+    width: float = 1.0  # channel multiplier of the paper's ERFNet (16/64/128 at 1.0)
+    n_sigma: int = 2  # 2: elliptic bandwidths, which suit long thin objects
+    input_height: int = 240
+    input_width: int = 320
+    pixels_per_unit: float = 256.0  # input pixels per embedding unit (offsets reach one unit)
+    init: str = ""  # start from these weights (a refine-train instance .safetensors of the same architecture)
+
+
+@dataclass(frozen=True)
+class SticksDataConfig:
+    """Pick-and-place stick scenes: rendered on the fly from a seed, or read from a split written by
+    `refine-perception data generate sticks` (its annotations.json and 16-bit instance images)."""
+
+    kind: Literal["synthetic", "disk"] = "synthetic"
+    seed: int = 0  # synthetic: stream seed (use one never used for testing)
+    size: int = 1000  # synthetic: images per epoch
+    image_width: int = 640  # synthetic: rendered size
+    image_height: int = 480
+    root: str = ""  # disk: the split folder (holding annotations.json)
+    limit: int = 0  # use only the first `limit` images (0: all)
+
+
+@dataclass(frozen=True)
+class InstanceLossConfig:
+    """Weights of the SpatialEmbeddings loss terms (the paper's code: 1, 10, 1, foreground 10; offset 0)."""
+
+    instance_weight: float = 1.0
+    variance_weight: float = 10.0
+    seed_weight: float = 1.0
+    foreground_weight: float = 10.0
+    offset_weight: float = 0.0  # pull every pixel's embedding to its centre: faster start on long objects
+
+
+@dataclass(frozen=True)
+class InstanceValidationConfig:
+    """Periodic mask AP on held-back scenes (AP selects the best checkpoint)."""
+
+    datasets: tuple[SticksDataConfig, ...] = ()
+    every: int = 0  # iterations between validations; 0: at the end of every epoch
+
+
+@dataclass(frozen=True)
+class InstancesTrainConfig:
+    model: InstanceModelConfig = field(default_factory=InstanceModelConfig)
+    train: tuple[SticksDataConfig, ...] = (SticksDataConfig(),)
+    val: InstanceValidationConfig = field(default_factory=InstanceValidationConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: InstanceLossConfig = field(default_factory=InstanceLossConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _check_loop(self.train, self.optim, self.run, self.augment)
+        m = self.model
+        if m.input_height % 8 or m.input_width % 8 or m.input_height < 8 or m.input_width < 8:
+            raise ConfigError(f"model input size must be positive multiples of 8, got {m.input_height}x{m.input_width}")
+        if m.n_sigma not in (1, 2) or not m.width > 0 or not m.pixels_per_unit > 0:
+            raise ConfigError(f"model: n_sigma must be 1 or 2 and width, pixels_per_unit > 0, got {m.n_sigma}, "
+                              f"{m.width}, {m.pixels_per_unit}")
+        for dataset in (*self.train, *self.val.datasets):
+            if dataset.kind == "disk" and not dataset.root:
+                raise ConfigError("a disk sticks dataset needs a root")
+
+
+def _check_loop(train: tuple[Any, ...], optim: OptimConfig, run: RunConfig, augment: AugmentConfig) -> None:
+    """The checks every task's config needs: data, loop counts, rates and probabilities."""
+    if not train:
+        raise ConfigError("train: at least one dataset is needed")
+    for name, value in (("optim.epochs", optim.epochs), ("optim.batch_size", optim.batch_size),
+                        ("run.checkpoint_every", run.checkpoint_every),
+                        ("run.log_every", run.log_every), ("run.keep_checkpoints", run.keep_checkpoints)):
+        if value < 1:
+            raise ConfigError(f"{name} must be at least 1, got {value}")
+    if not optim.lr > 0 or not 0 <= optim.ema_decay < 1:
+        raise ConfigError(f"optim.lr must be > 0 and optim.ema_decay in [0, 1), got {optim.lr}, {optim.ema_decay}")
+    for name in ("flip", "channel_shuffle", "brightness", "hue_saturation", "blur", "affine"):
+        probability = getattr(augment, name)
+        if not 0.0 <= probability <= 1.0:
+            raise ConfigError(f"augment.{name} is a probability, got {probability}")
+    if run.workers < 0 or run.threads < 0:
+        raise ConfigError(f"run.workers and run.threads must be >= 0, got {run.workers}, {run.threads}")
+
+
+@dataclass(frozen=True)
 class LanesTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: tuple[DatasetConfig, ...] = (DatasetConfig(),)
@@ -126,25 +216,13 @@ class LanesTrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        if not self.train:
-            raise ConfigError("train: at least one dataset is needed")
-        for name, value in (("optim.epochs", self.optim.epochs), ("optim.batch_size", self.optim.batch_size),
-                            ("run.checkpoint_every", self.run.checkpoint_every),
-                            ("run.log_every", self.run.log_every), ("run.keep_checkpoints", self.run.keep_checkpoints)):
-            if value < 1:
-                raise ConfigError(f"{name} must be at least 1, got {value}")
-        if not self.optim.lr > 0 or not 0 <= self.optim.ema_decay < 1:
-            raise ConfigError(f"optim.lr must be > 0 and optim.ema_decay in [0, 1), got {self.optim.lr}, "
-                              f"{self.optim.ema_decay}")
-        for name in ("flip", "channel_shuffle", "brightness", "hue_saturation", "blur", "affine"):
-            probability = getattr(self.augment, name)
-            if not 0.0 <= probability <= 1.0:
-                raise ConfigError(f"augment.{name} is a probability, got {probability}")
-        if self.run.workers < 0 or self.run.threads < 0:
-            raise ConfigError(f"run.workers and run.threads must be >= 0, got {self.run.workers}, {self.run.threads}")
+        _check_loop(self.train, self.optim, self.run, self.augment)
         for dataset in (*self.train, *self.val.datasets):
             if dataset.kind != "synthetic" and not dataset.root:
                 raise ConfigError(f"a {dataset.kind} dataset needs a root")
+            if dataset.category and (dataset.kind != "synthetic" or dataset.category not in CATEGORIES):
+                raise ConfigError(f"category {dataset.category!r}: only synthetic datasets take one, and it must be "
+                                  f"one of {', '.join(CATEGORIES)}")
 
 
 def to_dict(config: Any) -> Any:
@@ -234,8 +312,8 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return tree
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> LanesTrainConfig:
-    """The validated config of a YAML file (None: the defaults) with overrides applied."""
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), kind: type[T] = LanesTrainConfig) -> T:
+    """The validated `kind` config of a YAML file (None: the defaults) with overrides applied."""
     tree: Any = {}
     if path is not None:
         try:
@@ -246,4 +324,4 @@ def load_config(path: str | Path | None, overrides: Sequence[str] = ()) -> Lanes
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
     if not isinstance(tree, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    return from_dict(LanesTrainConfig, apply_overrides(tree, overrides))
+    return from_dict(kind, apply_overrides(tree, overrides))

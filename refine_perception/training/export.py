@@ -1,5 +1,6 @@
 """Turn a run's weights into shipped default weights: fp16 safetensors (half the bytes; the network still
-runs in fp32 after loading) with the metadata json, to which held-out figures can be added."""
+runs in fp32 after loading) with the metadata json, to which held-out figures can be added. Lane (CLRNet)
+and instance (SpatialEmbeddings) files are told apart by the format tag their json carries."""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ from typing import Any
 import torch
 
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
+from refine_perception.models.model_file import metadata_path
+from refine_perception.models.spatial_embeddings import weights as instance_weights
 
 _DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
-            "num_priors", "sample_points")  # rewritten
+            "num_priors", "sample_points", *instance_weights.ARCHITECTURE_KEYS)  # rewritten
 
 
 def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:
-    model, metadata = load_lane_model(weights)
+    try:
+        file_format = json.loads(metadata_path(weights).read_text()).get("format")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ModelFileError(f"{weights}: cannot read its metadata json: {err}") from err
+    instances = file_format == instance_weights.FORMAT
+    model, metadata = instance_weights.load_spatial_embeddings(weights) if instances else load_lane_model(weights)
     info = {key: value for key, value in metadata.items() if key not in _DERIVED}
     if describe is not None:
         try:
@@ -26,4 +34,6 @@ def export_default(weights: str | Path, out: str | Path, describe: str | Path | 
         if not isinstance(extra, dict):
             raise ModelFileError(f"{describe}: expected a json object")
         info |= extra
+    if instances:
+        return instance_weights.save_spatial_embeddings(out, model, info, dtype=torch.float16)
     return save_lane_model(out, model, str(info.pop("backbone")), info, dtype=torch.float16)

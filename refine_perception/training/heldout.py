@@ -1,18 +1,21 @@
-"""The held-out test of a lane model: synthetic scenes of a seed no training config uses, scored with the
-official CULane protocol (C++ evaluator rules, 1640x590, per category), the TuSimple protocol (LaneEval
-on the 1280x720 rendering of the same scenes) and the accuracy of the predicted lane type and colour.
+"""The held-out tests of the shipped models, on synthetic scenes of a seed no training config uses (scene i
+depends only on (seed, i), so the split is the same on every machine).
 
-The scenes are rendered on the fly (image i depends only on (seed, i), so the split is the same on every
-machine) or read from a split written by `refine-perception data generate lanes --split test`.
+Lanes: the official CULane protocol (C++ evaluator rules, 1640x590, per category), the TuSimple protocol
+(LaneEval on the 1280x720 rendering of the same scenes) and the accuracy of the predicted lane type and
+colour; scenes rendered on the fly or read from a split written by `refine-perception data generate lanes
+--split test`. Instances: stick scenes as the instance segmenter sees them, scored like a replay.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
@@ -119,3 +122,55 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         "f1_75": result.f1(0.75),
         "tusimple_accuracy": tusimple_result.accuracy,
     }
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _render_sticks(job: tuple[int, int, int, int]) -> Any:
+    from refine_perception.data.synthetic.sticks import render_sticks
+
+    seed, index, width, height = job
+    return render_sticks(np.random.SeedSequence([seed, index]), width, height)
+
+
+def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 2, width: int = 640,
+                               height: int = 480, workers: int = 2, batch_size: int = 8,
+                               progress: bool = True) -> dict[str, Any]:
+    """Score instance weights on `num` rendered stick scenes of a seed no training config uses, as the
+    instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
+    mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth."""
+    from refine_perception.evaluation.instances import score_instance_frames
+    from refine_perception.instances.grasps import add_grasps
+    from refine_perception.instances.predict import InstancePredictor
+    from refine_perception.instances.sticks_truth import scene_truth
+    from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
+
+    started = time.perf_counter()
+    model, metadata = load_spatial_embeddings(weights)
+    predictor = InstancePredictor.from_model(model)
+    table_distance = 0.7  # unused where the depth image covers a stick, which it always does here
+    truth: list[list[Any]] = []
+    predictions: list[list[Any] | None] = []
+    scenes = ordered_map(_render_sticks, [(seed, i, width, height) for i in range(num)], workers, progress,
+                         "sticks scenes")
+    while batch := list(itertools.islice(scenes, batch_size)):
+        for scene, found in zip(batch, predictor([scene.image for scene in batch])):
+            truth.append(scene_truth(scene))
+            predictions.append(add_grasps(found, scene.camera.K, table_distance, depth=scene.depth))
+    scores = score_instance_frames(truth, predictions)
+    figures = {k: v for k, v in scores.to_dict().items() if k != "per_frame"}
+    seconds = time.perf_counter() - started
+    table = "\n".join([
+        f"held-out sticks test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
+        f"weights: {weights} (SpatialEmbeddings width {metadata.get('width')}, input {metadata.get('input_height')}x"
+        f"{metadata.get('input_width')})",
+        f"mask AP {_pct(figures['mask_AP'])}  AP50 {_pct(figures['mask_AP50'])}  AP75 {_pct(figures['mask_AP75'])}  "
+        f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}",
+        f"grasp success {_pct(figures['grasp_success_rate'])} ({figures['grasp_frames']} frames with a free stick), "
+        f"confident grasps {_pct(figures['confident_grasp_success_rate'])} ({figures['confident_grasps']})",
+        f"{seconds:.0f} s",
+    ])
+    return {"weights": str(weights), "sha256": metadata.get("sha256"), "seed": seed, "images": num,
+            "size": [width, height], **figures, "seconds": round(seconds, 1), "table": table}

@@ -17,7 +17,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from refine_perception.data.formats.culane import CULaneDataset
 from refine_perception.data.formats.lanes import LaneDataset
@@ -30,6 +29,7 @@ from refine_perception.models.clrnet.priors import IMG_H, IMG_W
 from refine_perception.models.clrnet.targets import encode_lanes
 from refine_perception.training.augment import augment
 from refine_perception.training.config import AugmentConfig, DatasetConfig
+from refine_perception.training.sources import ConcatenatedSources
 
 SEG_WIDTH_AT_1640 = 16  # CULane's laneseg_label_w16 line width, scaled to the input width
 FRAMINGS = {"culane": ((1640, 590), CULANE_HORIZON), "tusimple": ((1280, 720), TUSIMPLE_HORIZON)}
@@ -78,7 +78,7 @@ class LaneSource:
             raise IndexError(f"record {index} of a source with {self.length}")
         if self.disk is None:
             (width, height), horizon = FRAMINGS[self.config.framing]
-            sample = road_sample(self.config.seed, index, width, height, horizon=horizon)
+            sample = road_sample(self.config.seed, index, width, height, self.config.category or None, horizon)
             return LaneRecord(
                 sample.image,
                 tuple(lane.image_points for lane in sample.lanes),
@@ -141,44 +141,28 @@ def lane_targets(lanes: Sequence[np.ndarray], types: Sequence[int], colors: Sequ
     )
 
 
-class LaneTrainingSet(Dataset):
-    """The configured datasets, concatenated, as (image (3, H, W) float, LaneTargets) pairs.
-
-    With `augment` set, sample i of epoch e is augmented with the generator seeded by (seed, e, i), so
-    the stream depends on nothing but the seed: not on worker count, not on interruptions.
-    """
+class LaneTrainingSet(ConcatenatedSources):
+    """The configured datasets, concatenated, as (image (3, H, W) float, LaneTargets) pairs; with
+    `augment` set, sample i of epoch e is augmented from (seed, e, i) alone."""
 
     def __init__(self, datasets: Sequence[DatasetConfig], input_size: tuple[int, int], num_seg_classes: int,
                  augment_config: AugmentConfig | None = None, seed: int = 0) -> None:
-        self.sources = [LaneSource(config) for config in datasets]
-        self.offsets = np.cumsum([0] + [len(source) for source in self.sources])
+        super().__init__([LaneSource(config) for config in datasets], seed)
         self.input_size = input_size
         self.num_seg_classes = num_seg_classes
         self.augment_config = augment_config
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def record(self, index: int) -> tuple[LaneRecord, int]:
         """The record behind sample `index` and its dataset's cut height."""
-        which = int(np.searchsorted(self.offsets, index, side="right")) - 1
-        if not 0 <= which < len(self.sources):
-            raise IndexError(f"sample {index} of a training set with {len(self)}")
-        source = self.sources[which]
-        return source[index - int(self.offsets[which])], source.config.cut_height
+        source, local = self.locate(index)
+        return source[local], source.config.cut_height
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, LaneTargets]:
         record, cut_height = self.record(index)
         image = crop_resize(record.image, cut_height, self.input_size)
         lanes = to_input_frame(record.lanes, record.image.shape[:2], cut_height, self.input_size)
         if self.augment_config is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            image, lanes = augment(image, lanes, self.augment_config, rng)
+            image, lanes = augment(image, lanes, self.augment_config, self.rng(index))
         targets = lane_targets(lanes, record.types, record.colors, self.input_size, self.num_seg_classes)
         return torch.from_numpy(to_network(image)[0]), targets
 

@@ -45,7 +45,7 @@ class Logbook:
             stream.write(json.dumps({"group": group, "step": step, **values}) + "\n")
 
     def curves(self, history: list[dict[str, Any]]) -> Path:
-        """Draw training loss and validation F1 against the step into curves.png."""
+        """Draw training loss and every validation figure (all in [0, 1]) against the step into curves.png."""
         import matplotlib
 
         matplotlib.use("Agg")
@@ -56,9 +56,10 @@ class Logbook:
         if train:
             left.plot([e["step"] for e in train], [e["loss"] for e in train], lw=1)
         left.set(title="training loss", xlabel="step", yscale="log")
-        for key in ("F1@50", "F1@75", "mF1"):
-            right.plot([e["step"] for e in history], [e[key] for e in history], marker="o", label=key)
-        right.set(title="validation (CULane metric)", xlabel="step", ylim=(0, 1))
+        for key in dict.fromkeys(k for entry in history for k in entry if k != "step"):
+            points = [(e["step"], e[key]) for e in history if key in e]
+            right.plot(*zip(*points), marker="o", label=key)
+        right.set(title="validation", xlabel="step", ylim=(0, 1))
         right.legend(loc="lower right")
         for axis in (left, right):
             axis.grid(alpha=0.3)

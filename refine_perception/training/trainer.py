@@ -1,6 +1,7 @@
-"""The CLRNet training loop: AdamW + per-iteration cosine, optional bfloat16 autocast on CUDA, weight EMA,
-gradient clipping, periodic CULane-metric validation, atomic checkpoints and exact resumption, and
-PyTorch DDP when launched by `torchrun` (one process per GPU, or several CPU processes on gloo).
+"""The training loop of every model: AdamW + per-iteration cosine, optional bfloat16 autocast on CUDA,
+weight EMA, gradient clipping, periodic validation, atomic checkpoints and exact resumption, and PyTorch
+DDP when launched by `torchrun` (one process per GPU, or several CPU processes on gloo). What differs
+between models (network, data, loss, validation metric, model file) comes from a `TrainingTask`.
 
 Exact resumption: the data order of epoch e is a permutation drawn from (seed, e); sample i of epoch e
 is augmented from (seed, e, i); the loader gets its own generator, so the global torch RNG (dropout)
@@ -16,11 +17,11 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 import torch.distributed as dist
@@ -29,9 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from refine_perception.models.clrnet.loss import CLRNetLoss
-from refine_perception.models.clrnet.model import CLRNet
-from refine_perception.models.clrnet.weights import ModelFileError, architecture, load_lane_model, save_lane_model
 from refine_perception.training.checkpoint import (
     CheckpointError,
     load_latest,
@@ -39,9 +37,7 @@ from refine_perception.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from refine_perception.training.config import LanesTrainConfig, to_dict
-from refine_perception.training.lane_data import LaneTrainingSet, collate
-from refine_perception.training.lane_eval import evaluate_culane
+from refine_perception.training.config import OptimConfig, RunConfig, to_dict
 from refine_perception.training.logbook import Logbook
 
 log = logging.getLogger("refine_train")
@@ -110,30 +106,78 @@ def _worker_init(_: int) -> None:
     torch.set_num_threads(1)
 
 
-class LaneTrainer:
-    """Trains one CLRNet as configured; files go to `config.run.out`."""
+class TrainingSet(Protocol):
+    """A map-style dataset whose augmentation depends on (seed, epoch, index), hence `set_epoch`."""
 
-    def __init__(self, config: LanesTrainConfig, progress: bool = True) -> None:
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+    def set_epoch(self, epoch: int) -> None: ...
+
+
+class TrainingConfig(Protocol):
+    """The sections the loop reads; each task's config dataclass has them (and its own model/data ones)."""
+
+    @property
+    def optim(self) -> OptimConfig: ...
+
+    @property
+    def run(self) -> RunConfig: ...
+
+    @property
+    def val(self) -> Any: ...  # with `every`: iterations between validations, 0 = every epoch
+
+
+class TrainingTask(Protocol):
+    """What one model family brings to the loop."""
+
+    name: str  # progress bar: "train <name>"
+    selection_metric: str  # validation figure (higher is better) that picks best.safetensors
+
+    def build_model(self) -> nn.Module: ...  # with `model.init` weights loaded when configured
+
+    def training_set(self) -> TrainingSet: ...
+
+    collate: Callable[[list[Any]], tuple[torch.Tensor, Any]]
+
+    def loss(self, output: Any, targets: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+    def validate(self, model: nn.Module, device: torch.device) -> dict[str, float] | None: ...
+
+    def export(self, path: Path, model: nn.Module, info: dict[str, Any]) -> None: ...
+
+
+def _as_float(output: Any) -> Any:
+    """Network outputs (tensors, possibly nested in (named) tuples) in float32, e.g. after bf16 autocast."""
+    if isinstance(output, torch.Tensor):
+        return output.float()
+    if isinstance(output, tuple):
+        items = [_as_float(item) for item in output]
+        return type(output)(*items) if hasattr(output, "_fields") else tuple(items)
+    return output
+
+
+class Trainer:
+    """Trains one model of `task` as `config` says; files go to `config.run.out`."""
+
+    def __init__(self, config: TrainingConfig, task: TrainingTask, progress: bool = True) -> None:
         self.config = config
+        self.task = task
         self.out = Path(config.run.out)
         self.env = setup_distributed()
         self.progress = progress and self.env.main
         if config.run.threads > 0:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
-        m = config.model
-        self.input_size = (m.input_height, m.input_width)
-        self.model = CLRNet(m.backbone, m.num_seg_classes, self.input_size, m.num_priors, m.sample_points)
-        if m.init:
-            self._initialise(Path(m.init))
+        self.model = task.build_model()
         self.model.to(self.env.device)
         self.ema = WeightEMA(self.model, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
         self.net: nn.Module = self.model
         if self.env.world > 1:
             self.net = DistributedDataParallel(self.model, device_ids=[self.env.device.index] if
                                                self.env.device.type == "cuda" else None)
-        self.criterion = CLRNetLoss.from_preset(config.loss.preset, config.loss.type_weight, config.loss.color_weight)
-        self.data = LaneTrainingSet(config.train, self.input_size, m.num_seg_classes, config.augment, config.run.seed)
+        self.data = task.training_set()
         self.steps_per_epoch = len(self.data) // (config.optim.batch_size * self.env.world)
         if self.steps_per_epoch < 1:
             raise ValueError(f"{len(self.data)} training images do not fill one batch of "
@@ -143,18 +187,10 @@ class LaneTrainer:
                                            weight_decay=config.optim.weight_decay)
         self.schedule = torch.optim.lr_scheduler.CosineAnnealingLR(self.optimizer, T_max=self.total_steps)
         self.step = 0
-        self.best_f1 = -1.0
+        self.best_score = -math.inf
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0  # training seconds over all sessions of this run
         self.logbook: Logbook | None = None
-
-    def _initialise(self, path: Path) -> None:
-        start, metadata = load_lane_model(path)
-        ours = architecture(self.model, self.config.model.backbone)
-        theirs = {key: metadata.get(key) for key in ours}
-        if theirs != ours:
-            raise ModelFileError(f"{path}: architecture {theirs} differs from the config's {ours}")
-        self.model.load_state_dict(start.state_dict())
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -168,7 +204,7 @@ class LaneTrainer:
         info = {
             "step": self.step,
             "total_steps": self.total_steps,
-            "best_f1": self.best_f1,
+            "best_score": self.best_score,
             "elapsed_s": self.elapsed,
             "ema_updates": self.ema.updates if self.ema is not None else 0,
             "optimizer": optim_plain,
@@ -204,7 +240,7 @@ class LaneTrainer:
         self.schedule.load_state_dict(info["schedule"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(info["step"])
-        self.best_f1 = float(info["best_f1"])
+        self.best_score = float(info["best_score"])
         self.history = list(info["history"])
         self.elapsed = float(info.get("elapsed_s", 0.0))
         return True
@@ -216,19 +252,18 @@ class LaneTrainer:
         batches = _epoch_batches(len(self.data), self.config.optim.batch_size, self.env.world, self.env.rank,
                                  self.config.run.seed, epoch)[skip:]
         workers = self.config.run.workers
-        loader = DataLoader(self.data, batch_sampler=batches, num_workers=workers, collate_fn=collate,
+        loader = DataLoader(self.data, batch_sampler=batches, num_workers=workers, collate_fn=self.task.collate,
                             worker_init_fn=_worker_init if workers else None,
                             generator=torch.Generator().manual_seed(epoch),
                             pin_memory=self.env.device.type == "cuda")
         return iter(loader)
 
-    def _train_step(self, images: torch.Tensor, targets: list) -> dict[str, float] | None:
+    def _train_step(self, images: torch.Tensor, targets: Any) -> dict[str, float] | None:
         use_amp = self.config.optim.amp and self.env.device.type == "cuda"
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
         with autocast:
             output = self.net(images.to(self.env.device, non_blocking=True))
-        output = type(output)(*(tuple(t.float() for t in x) if isinstance(x, tuple) else x.float() for x in output))
-        loss, parts = self.criterion(output, targets)
+        loss, parts = self.task.loss(_as_float(output), targets)
         if not bool(torch.isfinite(loss)):
             self.optimizer.zero_grad(set_to_none=True)
             return None
@@ -246,33 +281,35 @@ class LaneTrainer:
             scalars["grad_norm"] = grad_norm
         return scalars
 
-    def eval_model(self) -> CLRNet:
+    def eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
     def validate(self) -> dict[str, Any] | None:
-        if not self.env.main or not self.config.val.datasets:
+        if not self.env.main:
             return None
         model = self.eval_model()
         was_training = model.training
-        result = evaluate_culane(model, self.config.val, self.env.device)
+        model.eval()
+        result = self.task.validate(model, self.env.device)
         model.train(was_training)
         if self.ema is not None:
             self.ema.module.eval()
-        figures = {"step": self.step, "F1@50": result.f1(0.5), "F1@75": result.f1(0.75), "mF1": result.mf1()}
-        if figures["F1@50"] > self.best_f1:
-            self.best_f1 = figures["F1@50"]
-            self.export(self.out / "best.safetensors", {"selected_by": "validation F1@50", **figures})
+        if result is None:
+            return None
+        figures = {"step": self.step, **result}
+        key = self.task.selection_metric
+        if figures[key] > self.best_score:
+            self.best_score = figures[key]
+            self.export(self.out / "best.safetensors", {"selected_by": f"validation {key}", **figures})
         return figures
 
     def export(self, path: Path, extra: dict[str, Any]) -> None:
-        first = self.config.train[0]
         info = {
-            "cut_height": first.cut_height,
             "training": {"config": to_dict(self.config), "step": self.step, "elapsed_s": round(self.elapsed, 1),
                          "device": str(self.env.device), "processes": self.env.world},
             **extra,
         }
-        save_lane_model(path, self.eval_model(), self.config.model.backbone, info)
+        self.task.export(path, self.eval_model(), info)
 
     def fit(self, resume: bool = False) -> Path:
         """Train to the end of the schedule; returns the final weights' path."""
@@ -285,7 +322,7 @@ class LaneTrainer:
         if self.env.main:
             self.logbook = Logbook(self.out, self.step if resumed else None)
         self.model.train()
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train lanes", unit="it",
+        bar = tqdm(total=self.total_steps, initial=self.step, desc=f"train {self.task.name}", unit="it",
                    disable=not self.progress, dynamic_ncols=True)
         bad_steps = 0
         cfg = self.config
@@ -316,7 +353,8 @@ class LaneTrainer:
                         self.history.append(figures)
                         self.logbook.scalars("val", self.step, {k: v for k, v in figures.items() if k != "step"})
                         self.logbook.curves(self.history)
-                        bar.write(f"step {self.step}: F1@50 {figures['F1@50']:.4f}  F1@75 {figures['F1@75']:.4f}")
+                        bar.write(f"step {self.step}: " + "  ".join(f"{k} {v:.4f}" for k, v in figures.items()
+                                                                     if k != "step"))
                     started = time.perf_counter()
                 if self.step % cfg.run.checkpoint_every == 0 or self.step == self.total_steps:
                     self.save()

@@ -1,0 +1,1 @@
+"""ROS-free instance segmentation post-processing and grasps."""

@@ -1,0 +1,1 @@
+"""SpatialEmbeddings instance segmentation (Neven et al., CVPR 2019): ERFNet, loss, seed clustering, model files."""

@@ -1,0 +1,123 @@
+"""instance_segmenter: camera images in, object instances out (refine_msgs/InstanceArray), with grasp poses
+for pick-and-place, RViz markers and a debug overlay.
+
+Per frame: decode the image, run the SpatialEmbeddings network and its seed clustering, and, when a
+CameraInfo (and optionally a depth image) matches the image's stamp, fit each stick's axis and give it a
+parallel-gripper grasp in the camera's optical frame, scored by how surely nothing lies on it. The
+overlay is only drawn while someone subscribes to it.
+
+As in the lane detector, a missing or broken model file does not take the node down: it logs the reason,
+reports it on /diagnostics (ERROR) and counts every frame it cannot process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from refine_msgs.msg import InstanceArray
+from refine_perception.models.model_file import ModelFileError
+from refine_perception.ros.image_convert import numpy_to_image
+from refine_perception.ros.instance_messages import draw_instances, instance_markers
+from refine_perception.ros.instance_pipeline import (
+    InstancePipeline,
+    InstanceSettings,
+    default_instance_model_path,
+    open_instance_predictor,
+)
+from refine_perception.ros.node_base import INPUT_PARAMS, Param, PerceptionNode, node_main
+
+_DEFAULTS = InstanceSettings()  # the output-shaping parameters' defaults live with the pipeline
+
+
+class InstanceSegmenter(PerceptionNode):
+    TASK = "instance segmenter"
+    DEFAULT_NAME = "instance_segmenter"
+    PARAMS = (
+        replace(INPUT_PARAMS[0], default="reliable"),  # raw images from another process: see lane_detector
+        *INPUT_PARAMS[1:],
+        Param("transport", "raw", "Input: image_raw (raw) or image_raw/compressed (compressed)",
+              choices=("raw", "compressed"), read_only=True),
+        Param("model", "", "SpatialEmbeddings weights (.safetensors from refine-train instances); empty = the "
+              "shipped default", read_only=True),
+        Param("device", "", "cpu, cuda or cuda:N; empty = cpu", read_only=True),
+        Param("threads", 0, "CPU threads of the network (0 = torch's default)", min=0, max=256, read_only=True),
+        Param("score_threshold", _DEFAULTS.score_threshold, "Instances whose seed scores below this are dropped",
+              min=0.0, max=1.0),
+        Param("seed_threshold", _DEFAULTS.seed_threshold, "Clustering: weakest seed that may start an instance",
+              min=0.0, max=1.0),
+        Param("min_pixels", _DEFAULTS.min_pixels, "Smallest instance, in pixels at the network's resolution",
+              min=1, max=100000),
+        Param("max_instances", _DEFAULTS.max_instances, "Most instances per image", min=1, max=1000),
+        Param("grasps", _DEFAULTS.grasps, "Give each stick a grasp (needs use_camera_info)"),
+        Param("use_camera_info", True, "Match a CameraInfo to each image (by stamp): grasps need the camera matrix",
+              read_only=True),
+        Param("use_depth", True, "Also match a depth image (depth/image_raw, 16UC1 mm or 32FC1 m) for the "
+              "sticks' heights", read_only=True),
+        Param("sync_slop_s", 0.02, "Largest stamp difference between matched inputs", min=0.0, max=1.0,
+              read_only=True),
+        Param("table_distance_m", _DEFAULTS.table_distance_m, "Camera to table along the optical axis, used "
+              "where there is no depth", min=0.01, max=100.0),
+        Param("grasp_margin_m", _DEFAULTS.grasp_margin_m, "Gripper opening beyond the stick's width", min=0.0,
+              max=1.0),
+        Param("marker_score_threshold", 0.5, "Grasps scoring at least this are drawn green, others vermillion",
+              min=0.0, max=1.0),
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(self.DEFAULT_NAME, **kwargs)
+        p = self.params
+        self.pipeline: InstancePipeline | None = None
+        try:
+            predictor, self.backend = open_instance_predictor(p.model, p.device, p.threads)
+            self.pipeline = InstancePipeline(predictor, InstanceSettings.from_params(p))
+            self.get_logger().info(f"instances from {p.model or default_instance_model_path()} on {self.backend}")
+        except (ModelFileError, OSError, RuntimeError) as error:
+            self.model_error = f"model {p.model or default_instance_model_path()} unavailable: {error}"
+            self.get_logger().error(f"{self.model_error}; frames are counted as dropped until restarted")
+        self.arrays_published = 0
+        self._instances_pub = self.create_publisher(InstanceArray, "instances", 10)
+        self._markers_pub = self.create_publisher(MarkerArray, "instance_markers", 10)
+        self._overlay_pub = self.create_publisher(Image, "debug_image", 1)
+        image_type = Image if p.transport == "raw" else CompressedImage
+        inputs: list[tuple[type, str]] = [(image_type, "image_raw" if p.transport == "raw" else "image_raw/compressed")]
+        if p.use_camera_info:
+            inputs.append((CameraInfo, "camera_info"))
+            if p.use_depth:
+                inputs.append((Image, "depth/image_raw"))
+        if len(inputs) > 1:
+            self.subscribe_synced_frames(inputs, self._on_frame, p.sync_slop_s)
+        else:
+            self.subscribe_frames(image_type, inputs[0][1], self._on_frame)
+
+    def _on_frame(self, msg: Image | CompressedImage, info: CameraInfo | None = None,
+                  depth: Image | None = None) -> None:
+        if self.pipeline is None:
+            self.counters.count_dropped("no_model")
+            return
+        self.pipeline.settings = InstanceSettings.from_params(self.params)
+        instances, image, results = self.pipeline(msg, info, depth)
+        self._instances_pub.publish(instances)
+        self.arrays_published += 1
+        self._markers_pub.publish(instance_markers(instances, score_threshold=self.params.marker_score_threshold))
+        if self._overlay_pub.get_subscription_count() > 0:
+            K = None if info is None else np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+            overlay = numpy_to_image(draw_instances(image, results, K, score_threshold=self.params.marker_score_threshold),
+                                     "bgr8")
+            overlay.header = msg.header
+            self._overlay_pub.publish(overlay)
+
+    def diagnostic_values(self) -> dict[str, str]:
+        return {"instance_arrays_published": str(self.arrays_published), "unmatched_inputs": str(self.unmatched())}
+
+    def report(self) -> dict[str, Any]:
+        return {"instance_arrays_published": self.arrays_published, "backend": self.backend,
+                "model_error": self.model_error}
+
+
+def main(args: list[str] | None = None) -> int:
+    return node_main(InstanceSegmenter, args)

@@ -1,0 +1,112 @@
+"""The instance_segmenter node over real DDS, with the shipped model: an InstanceArray per image under its
+header, image + CameraInfo + depth matched by stamp into grasps on the camera frame, exactly what the
+offline pipeline computes from the same messages; a missing model is reported without dying."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, Image
+from visualization_msgs.msg import MarkerArray
+
+from refine_msgs.msg import InstanceArray
+from refine_perception.bags.instance_bags import DEPTH_UNIT_M
+from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
+from refine_perception.instances.sticks_truth import scene_truth
+from refine_perception.ros.image_convert import numpy_to_image
+from refine_perception.ros.instance_messages import instance_results
+from refine_perception.ros.instance_pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+from refine_perception.ros.instance_segmenter import InstanceSegmenter
+
+RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def messages(scene: SticksScene, sec: int) -> tuple[Image, CameraInfo, Image]:
+    stamp = Time(sec=sec, nanosec=0)
+    image = numpy_to_image(scene.image, "bgr8")
+    depth = numpy_to_image(np.round(scene.depth / DEPTH_UNIT_M).astype(np.uint16), "16UC1")
+    info = CameraInfo(width=scene.image.shape[1], height=scene.image.shape[0], distortion_model="plumb_bob",
+                      k=[float(v) for v in scene.camera.K.ravel()], d=[0.0] * 5)
+    for msg in (image, depth, info):
+        msg.header.stamp = stamp
+        msg.header.frame_id = "camera_optical_frame"
+    return image, info, depth
+
+
+class Feed:
+    def __init__(self, ros) -> None:
+        self.node = ros.probe("feed")
+        self.images = self.node.create_publisher(Image, "image_raw", RELIABLE)
+        self.infos = self.node.create_publisher(CameraInfo, "camera_info", RELIABLE)
+        self.depths = self.node.create_publisher(Image, "depth/image_raw", RELIABLE)
+        self.arrays: list[InstanceArray] = []
+        self.markers: list[MarkerArray] = []
+        self.node.create_subscription(InstanceArray, "instances", self.arrays.append, RELIABLE)
+        self.node.create_subscription(MarkerArray, "instance_markers", self.markers.append, RELIABLE)
+
+    def connected(self) -> bool:
+        return all(p.get_subscription_count() > 0 for p in (self.images, self.infos, self.depths))
+
+    def send(self, image: Image, info: CameraInfo, depth: Image) -> None:
+        self.depths.publish(depth)
+        self.infos.publish(info)
+        self.images.publish(image)
+
+
+def start(ros, *params: str) -> InstanceSegmenter:
+    args = ["--ros-args", "-p", "threads:=1", *sum((["-p", p] for p in params), [])]
+    return ros.add(InstanceSegmenter(cli_args=args, use_global_arguments=False))
+
+
+def test_instances_with_grasps_match_the_offline_pipeline(ros) -> None:
+    segmenter = start(ros)
+    assert not segmenter.model_error
+    feed = Feed(ros)
+    assert ros.spin_until(feed.connected)
+    scene = render_sticks(np.random.SeedSequence([2, 1]), 320, 240)
+    image, info, depth = messages(scene, sec=7)
+    feed.send(image, info, depth)
+    assert ros.spin_until(lambda: feed.arrays and feed.markers, timeout=60)
+    array = feed.arrays[0]
+    assert array.header.stamp.sec == 7 and array.header.frame_id == "camera_optical_frame"
+    assert (array.image_height, array.image_width) == (240, 320)
+    published = instance_results(array)
+    predictor, _ = open_instance_predictor("", threads=1)
+    expected = instance_results(InstancePipeline(predictor, InstanceSettings())(image, info, depth)[0])
+    assert len(published) == len(expected) > 0
+    for got, want in zip(published, expected):
+        assert np.array_equal(got.mask, want.mask) and got.score == pytest.approx(want.score)
+        assert (got.grasp is None) == (want.grasp is None)
+        if got.grasp is not None:
+            np.testing.assert_allclose(got.grasp.position, want.grasp.position, atol=1e-6)
+    # a trained model: most sticks found, and the grasps are metres in front of the camera
+    truth = scene_truth(scene)
+    assert len(published) >= 0.6 * len(truth)
+    grasps = [r.grasp for r in published if r.grasp is not None]
+    assert grasps and all(0.3 < g.position[2] < 1.0 for g in grasps)
+
+
+def test_without_camera_info_there_are_no_grasps(ros) -> None:
+    start(ros, "use_camera_info:=false")
+    feed = Feed(ros)
+    assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
+    image, _, _ = messages(render_sticks(np.random.SeedSequence([2, 2]), 320, 240), sec=9)
+    feed.images.publish(image)
+    assert ros.spin_until(lambda: feed.arrays, timeout=60)
+    assert feed.arrays[0].instances and not any(i.has_grasp for i in feed.arrays[0].instances)
+
+
+def test_a_missing_model_is_reported_and_the_node_keeps_running(ros, tmp_path: Path) -> None:
+    segmenter = start(ros, f"model:={tmp_path / 'none.safetensors'}", "use_camera_info:=false")
+    level, message, _ = segmenter.status_summary()
+    assert level == 2 and "none.safetensors" in message
+    feed = Feed(ros)
+    assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
+    image, _, _ = messages(render_sticks(np.random.SeedSequence([2, 3]), 160, 120), sec=11)
+    feed.images.publish(image)
+    assert ros.spin_until(lambda: segmenter.counters.as_dict().get("dropped_no_model", 0) == 1, timeout=30)
+    assert not feed.arrays
