@@ -85,3 +85,18 @@ def test_bag_without_depth(tmp_path, scenes) -> None:
     assert bag.depth_topic is None and bag.image_topic == IMAGE_TOPIC and len(bag.truth) == 1
     with pytest.raises(ValueError, match="transport"):
         write_instance_bag(tmp_path / "other", scenes, transport="png")
+
+
+def test_mcap_tools_decode_our_sticks_bag(tmp_path, scenes) -> None:
+    from mcap_ros2.reader import read_ros2_messages
+
+    bag = tmp_path / "sticks"
+    write_instance_bag(bag, scenes)
+    (file,) = bag.glob("*.mcap")
+    decoded: dict[str, list] = {}
+    for message in read_ros2_messages(str(file)):  # schemas embedded as ros2msg text
+        decoded.setdefault(message.channel.topic, []).append(message.ros_msg)
+    assert len(decoded[TRUTH_INSTANCES_TOPIC]) == len(scenes)
+    for truth, scene in zip(decoded[TRUTH_INSTANCES_TOPIC], scenes):
+        assert_same_results(instance_results(truth), scene_truth(scene))
+    assert all(m.encoding == "16UC1" for m in decoded[DEPTH_TOPIC])

@@ -1,6 +1,7 @@
-"""The instance_segmenter node over real DDS, with the shipped model: an InstanceArray per image under its
-header, image + CameraInfo + depth matched by stamp into grasps on the camera frame, exactly what the
-offline pipeline computes from the same messages; a missing model is reported without dying."""
+"""The instance_segmenter node over real DDS: an InstanceArray per image under its header, image + CameraInfo
++ depth matched by stamp into grasps on the camera frame, exactly what the offline pipeline computes from
+the same messages; a missing model is reported without dying. The model is an untrained test file whose
+output still has instances (horizontal bands, see instance_checks)."""
 
 from __future__ import annotations
 
@@ -14,15 +15,20 @@ from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import InstanceArray
+from instance_checks import write_banded_model
 from refine_perception.bags.instance_bags import DEPTH_UNIT_M
 from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
-from refine_perception.instances.sticks_truth import scene_truth
 from refine_perception.ros.image_convert import numpy_to_image
 from refine_perception.ros.instance_messages import instance_results
 from refine_perception.ros.instance_pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
 from refine_perception.ros.instance_segmenter import InstanceSegmenter
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_banded_model(tmp_path_factory.mktemp("model") / "banded.safetensors")
 
 
 def messages(scene: SticksScene, sec: int) -> tuple[Image, CameraInfo, Image]:
@@ -57,13 +63,13 @@ class Feed:
         self.images.publish(image)
 
 
-def start(ros, *params: str) -> InstanceSegmenter:
-    args = ["--ros-args", "-p", "threads:=1", *sum((["-p", p] for p in params), [])]
+def start(ros, model: Path, *params: str) -> InstanceSegmenter:
+    args = ["--ros-args", "-p", "threads:=1", "-p", f"model:={model}", *sum((["-p", p] for p in params), [])]
     return ros.add(InstanceSegmenter(cli_args=args, use_global_arguments=False))
 
 
-def test_instances_with_grasps_match_the_offline_pipeline(ros) -> None:
-    segmenter = start(ros)
+def test_instances_with_grasps_match_the_offline_pipeline(ros, model: Path) -> None:
+    segmenter = start(ros, model)
     assert not segmenter.model_error
     feed = Feed(ros)
     assert ros.spin_until(feed.connected)
@@ -75,7 +81,7 @@ def test_instances_with_grasps_match_the_offline_pipeline(ros) -> None:
     assert array.header.stamp.sec == 7 and array.header.frame_id == "camera_optical_frame"
     assert (array.image_height, array.image_width) == (240, 320)
     published = instance_results(array)
-    predictor, _ = open_instance_predictor("", threads=1)
+    predictor, _ = open_instance_predictor(str(model), threads=1)
     expected = instance_results(InstancePipeline(predictor, InstanceSettings())(image, info, depth)[0])
     assert len(published) == len(expected) > 0
     for got, want in zip(published, expected):
@@ -83,15 +89,15 @@ def test_instances_with_grasps_match_the_offline_pipeline(ros) -> None:
         assert (got.grasp is None) == (want.grasp is None)
         if got.grasp is not None:
             np.testing.assert_allclose(got.grasp.position, want.grasp.position, atol=1e-6)
-    # a trained model: most sticks found, and the grasps are metres in front of the camera
-    truth = scene_truth(scene)
-    assert len(published) >= 0.6 * len(truth)
+    # the grasps are in metres in front of the camera, near the depth image's distances (table at 0.55-0.8 m;
+    # a band is taken for a stick as wide as the band, whose axis lies half that width below its top)
     grasps = [r.grasp for r in published if r.grasp is not None]
-    assert grasps and all(0.3 < g.position[2] < 1.0 for g in grasps)
+    assert grasps and all(0.5 < g.position[2] < 1.2 for g in grasps)
+    assert len(feed.markers[0].markers) == 1 + 3 * len(grasps)  # DELETEALL, then arrow, jaws, label each
 
 
-def test_without_camera_info_there_are_no_grasps(ros) -> None:
-    start(ros, "use_camera_info:=false")
+def test_without_camera_info_there_are_no_grasps(ros, model: Path) -> None:
+    start(ros, model, "use_camera_info:=false")
     feed = Feed(ros)
     assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
     image, _, _ = messages(render_sticks(np.random.SeedSequence([2, 2]), 320, 240), sec=9)
@@ -101,7 +107,7 @@ def test_without_camera_info_there_are_no_grasps(ros) -> None:
 
 
 def test_a_missing_model_is_reported_and_the_node_keeps_running(ros, tmp_path: Path) -> None:
-    segmenter = start(ros, f"model:={tmp_path / 'none.safetensors'}", "use_camera_info:=false")
+    segmenter = start(ros, tmp_path / "none.safetensors", "use_camera_info:=false")
     level, message, _ = segmenter.status_summary()
     assert level == 2 and "none.safetensors" in message
     feed = Feed(ros)

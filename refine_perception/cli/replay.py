@@ -120,6 +120,8 @@ def replay(args: argparse.Namespace) -> int:
             params["use_camera_info"] = bool(params.get("use_camera_info", True) and bag.camera_info_topic)
             params["use_depth"] = bool(params.get("use_depth", True) and bag.depth_topic)
         args.out.mkdir(parents=True, exist_ok=True)
+        if name == "instances" and args.mode != "offline":
+            _check_instance_model(params)  # a node without its model would leave a lossless replay waiting
         if args.mode == "offline":
             _offline(name, bag, params, results)
         else:
@@ -145,6 +147,23 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
+NO_DEFAULT_INSTANCES = ("no default instance weights are shipped yet: train them (refine-train instances --config "
+                        "config/training/instances_sticks_cpu.yaml) and pass --params with model: set")
+
+
+def _check_instance_model(params: dict[str, Any]) -> None:
+    from refine_perception.models.model_file import ModelFileError
+    from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
+    from refine_perception.ros.instance_pipeline import default_instance_model_path
+
+    path = str(params.get("model", "")) or default_instance_model_path()
+    try:
+        load_spatial_embeddings(path)
+    except ModelFileError as error:
+        hint = "" if params.get("model") else f" ({NO_DEFAULT_INSTANCES})"
+        raise CliError(f"cannot load the instances model: {error}{hint}") from None
+
+
 def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None:
     from refine_perception.evaluation.replay import run_offline
     from refine_perception.lanes.backends import BackendError, UnsupportedCombination
@@ -167,7 +186,8 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
         predictor, _ = open_instance_predictor(str(params.get("model", "")), str(params.get("device", "")),
                                                int(params.get("threads", 0)))
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
-        raise CliError(f"cannot load the {name} model: {error}") from None
+        hint = f" ({NO_DEFAULT_INSTANCES})" if name == "instances" and not params.get("model") else ""
+        raise CliError(f"cannot load the {name} model: {error}{hint}") from None
     inputs = [bag.image_topic]
     if params["use_camera_info"]:
         inputs.append(bag.camera_info_topic)

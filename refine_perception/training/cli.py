@@ -5,7 +5,7 @@
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
     refine-train evaluate lanes --weights models/clrnet_r18_synthetic.safetensors [--num 2000 --seed 2]
-    refine-train evaluate instances --weights models/spatial_embeddings_sticks.safetensors [--num 200 --seed 2]
+    refine-train evaluate instances --weights runs/instances_sticks_cpu/best.safetensors [--num 200 --seed 2]
 """
 
 from __future__ import annotations
