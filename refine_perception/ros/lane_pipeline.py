@@ -103,7 +103,7 @@ class LanePipeline:
              "yaw": s.camera_yaw_rad},
         )
 
-    def __call__(self, msg: Any, info: CameraInfo | None) -> tuple[LaneArray, np.ndarray]:
+    def __call__(self, msg: Any, info: CameraInfo | None = None) -> tuple[LaneArray, np.ndarray]:
         """The LaneArray of image message `msg` (Image or CompressedImage), and the decoded BGR image."""
         image = to_bgr(msg)
         height, width = image.shape[:2]
