@@ -240,7 +240,7 @@ class Trainer:
         self.schedule.load_state_dict(info["schedule"])
         torch.set_rng_state(tensors["rng.torch"])
         self.step = int(info["step"])
-        self.best_score = float(info["best_score"])
+        self.best_score = float(info.get("best_score", info.get("best_f1", -math.inf)))  # best_f1: lane runs before 2026-11
         self.history = list(info["history"])
         self.elapsed = float(info.get("elapsed_s", 0.0))
         return True
