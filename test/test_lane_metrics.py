@@ -25,7 +25,8 @@ from refine_perception.metrics.culane import (
     natural_spline,
     official_matching,
 )
-from refine_perception.metrics.tusimple import TuSimpleResult, image_scores, lane_angle, tusimple_eval
+from refine_perception.metrics.tusimple import (TuSimpleResult, image_scores, lane_angle, tusimple_eval,
+                                                tusimple_eval_with_lanes)
 
 H, W = 590, 1640
 
@@ -452,6 +453,19 @@ def test_tusimple_dataset_and_paper_f1() -> None:
         tusimple_eval([preds[0], TuSimpleRecord("c.jpg", ROWS, lane)], gts)
     with pytest.raises(ValueError, match=r"a.jpg: prediction lanes have shape \(1, 48\)"):
         tusimple_eval([preds[0], TuSimpleRecord("a.jpg", ROWS[8:], lane[:, 8:])], gts)
+
+
+def test_tusimple_with_lanes_leaves_laneless_images_out_and_counts_their_false_lanes() -> None:
+    lane = np.full((1, 56), 640.0)
+    none = np.zeros((0, 56))
+    pairs = [(TuSimpleRecord("a.jpg", ROWS, lane), TuSimpleRecord("a.jpg", ROWS, lane)),
+             (TuSimpleRecord("b.jpg", ROWS, none), TuSimpleRecord("b.jpg", ROWS, none)),
+             (TuSimpleRecord("c.jpg", ROWS, np.vstack([lane, lane + 300])), TuSimpleRecord("c.jpg", ROWS, none))]
+    # LaneEval itself scores a lane-less image 0 even when nothing is predicted there
+    assert tusimple_eval([p for p, _ in pairs], [g for _, g in pairs]).accuracy == pytest.approx(1 / 3)
+    result, laneless = tusimple_eval_with_lanes([p for p, _ in pairs], [g for _, g in pairs])
+    assert (result.accuracy, result.fp, result.fn, result.images) == (1.0, 0.0, 0.0, 1)
+    assert laneless == {"images": 2, "false_lanes": 2, "images_with_false_lanes": 1}
 
 
 def test_tusimple_f1_reproduces_clrnet_readme() -> None:

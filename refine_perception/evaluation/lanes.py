@@ -20,7 +20,7 @@ import numpy as np
 
 from refine_perception.data.formats.tusimple import TuSimpleRecord
 from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious, official_matching
-from refine_perception.metrics.tusimple import TuSimpleResult, tusimple_eval
+from refine_perception.metrics.tusimple import TuSimpleResult, tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import sample_lane
 
 CULANE_ROW_STEP = 8
@@ -51,7 +51,8 @@ class LaneScores:
     frames: int
     frames_without_output: int
     culane: CULaneResult
-    tusimple: TuSimpleResult
+    tusimple: TuSimpleResult  # over the frames with lanes (see `tusimple_eval_with_lanes`)
+    tusimple_laneless: dict[str, int] = field(default_factory=dict)  # frames without lanes, false lanes on them
     type_right: int = 0
     type_total: int = 0
     color_right: int = 0
@@ -82,6 +83,7 @@ class LaneScores:
                                     "F1@75": self.culane.f1(0.75, name), "mF1": self.culane.mf1(name)}
                              for name in self.categories()},
             "tusimple": self.tusimple.to_dict(),
+            "tusimple_laneless": self.tusimple_laneless,
             "type_accuracy": self.type_accuracy,
             "type_matched": self.type_total,
             "color_accuracy": self.color_accuracy,
@@ -156,7 +158,7 @@ def score_lane_frames(truths: Sequence[Any], preds: Sequence[Any | None], tags: 
     has_categories = categories is not None and any(c is not None for c in categories)
     scores.culane = culane_f1(sampled_preds, gts, categories=categories if has_categories else None,
                               image_size=(width, height), workers=workers)
-    scores.tusimple = tusimple_eval(tu_preds, tu_gts)
+    scores.tusimple, scores.tusimple_laneless = tusimple_eval_with_lanes(tu_preds, tu_gts)
     scores.id_switches = sum(int(np.count_nonzero(np.diff(ids))) for ids in tracks.values())
     for threshold, (tp, fp, fn) in zip(PR_THRESHOLDS, pr_counts):
         scores.pr_curve.append((float(threshold), tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0))

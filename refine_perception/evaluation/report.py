@@ -134,8 +134,11 @@ def _lane_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
     lines = [_table([["metric", "value"],
                      ["CULane F1@50", _pct(s.culane.f1(0.5))], ["CULane F1@75", _pct(s.culane.f1(0.75))],
                      ["CULane mF1 (0.50:0.95)", _pct(s.culane.mf1())],
-                     ["TuSimple accuracy", _pct(tusimple.accuracy)], ["TuSimple FP", _pct(tusimple.fp)],
+                     ["TuSimple accuracy", f"{_pct(tusimple.accuracy)} ({tusimple.images} frames with lanes)"],
+                     ["TuSimple FP", _pct(tusimple.fp)],
                      ["TuSimple FN", _pct(tusimple.fn)],
+                     ["lanes on frames without lanes", f"{s.tusimple_laneless.get('false_lanes', 0)} on "
+                                                       f"{s.tusimple_laneless.get('images', 0)} frames"],
                      ["lane type accuracy", f"{_pct(s.type_accuracy)} ({s.type_total} matched lanes)"],
                      ["lane colour accuracy", f"{_pct(s.color_accuracy)} ({s.color_total})"],
                      ["tracking id switches", str(s.id_switches)]]), ""]

@@ -142,3 +142,19 @@ def _x_table(record: TuSimpleRecord, rows: int, what: str) -> np.ndarray:
     if not np.isfinite(xs).all():
         raise ValueError(f"{record.raw_file}: {what} x values contain NaN or infinity")
     return xs
+
+
+def tusimple_eval_with_lanes(preds: Sequence[TuSimpleRecord],
+                             gts: Sequence[TuSimpleRecord]) -> tuple[TuSimpleResult, dict[str, int]]:
+    """LaneEval over the images whose ground truth has lanes, and the false lanes on the others.
+
+    The TuSimple benchmark has no lane-less images and LaneEval gives one an accuracy of 0 whatever is
+    predicted, so scoring crossroads or empty roads with it only caps the accuracy at the share of
+    images with lanes; their predicted lanes are counted instead. Pairs are matched by position."""
+    if len(preds) != len(gts):
+        raise ValueError(f"{len(preds)} predictions for {len(gts)} ground-truth images; need one per image")
+    with_lanes = [k for k, gt in enumerate(gts) if len(gt.xs)]
+    laneless = [pred for pred, gt in zip(preds, gts) if not len(gt.xs)]
+    result = tusimple_eval([preds[k] for k in with_lanes], [gts[k] for k in with_lanes])
+    return result, {"images": len(laneless), "false_lanes": sum(len(pred.xs) for pred in laneless),
+                    "images_with_false_lanes": sum(1 for pred in laneless if len(pred.xs))}

@@ -22,7 +22,7 @@ from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.data.synthetic.parallel import ordered_map
 from refine_perception.metrics.table import format_table
 from refine_perception.lanes.backends import BackendConfig, open_lane_backend
-from refine_perception.metrics.tusimple import tusimple_eval
+from refine_perception.metrics.tusimple import tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.models.clrnet.weights import load_lane_model
@@ -84,7 +84,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         lanes = [lane for lane in lanes if len(lane) >= 2]
         preds.append(TuSimpleRecord.from_lanes(record.name, lanes, H_SAMPLES, image_width=width))
         gts.append(TuSimpleRecord.from_lanes(record.name, list(record.lanes), H_SAMPLES, image_width=width))
-    tusimple_result = tusimple_eval(preds, gts)
+    tusimple_result, laneless = tusimple_eval_with_lanes(preds, gts)
 
     categories = [c for c in result.counts if c != "all"]
     rows = [["category", "images", "F1@50", "F1@75", "mF1"]]
@@ -98,8 +98,11 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         f"{metadata.get('input_width')}" + (f", onnxruntime {precision}" if precision else "") + ")",
         "CULane protocol (official C++ rules, 1640x590):",
         format_table(rows),
-        f"TuSimple protocol (1280x720): accuracy {100 * tusimple_result.accuracy:.2f}  "
-        f"FP {100 * tusimple_result.fp:.2f}  FN {100 * tusimple_result.fn:.2f}  F1 {100 * tusimple_result.f1:.2f}",
+        f"TuSimple protocol (1280x720, {tusimple_result.images} scenes with lanes): accuracy "
+        f"{100 * tusimple_result.accuracy:.2f}  FP {100 * tusimple_result.fp:.2f}  FN {100 * tusimple_result.fn:.2f}  "
+        f"F1 {100 * tusimple_result.f1:.2f}; {laneless['images']} scenes without lanes left out (LaneEval "
+        f"scores them 0 whatever is predicted), {laneless['false_lanes']} lanes predicted on "
+        f"{laneless['images_with_false_lanes']} of them",
         f"lane type accuracy {100 * tally.type_accuracy:.2f} ({tally.type_total} matched lanes), "
         f"colour accuracy {100 * tally.color_accuracy:.2f} ({tally.color_total})",
         f"{seconds:.0f} s",
@@ -112,6 +115,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         "network": f"onnxruntime {precision}" if precision else "torch fp32",
         "culane": result.to_dict(),
         "tusimple": tusimple_result.to_dict(),
+        "tusimple_laneless": laneless,
         "lane_type_accuracy": tally.type_accuracy,
         "lane_type_matched": tally.type_total,
         "lane_colour_accuracy": tally.color_accuracy,
