@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from refine_perception.models.clrnet import head as head_module
 from refine_perception.models.clrnet.head import CLRHead
 from refine_perception.models.clrnet.model import CLRNet, CLRNetOutput, CLRNetTrainOutput
 from refine_perception.models.clrnet.priors import init_prior_params, prior_lines, prior_ys, sample_indices
@@ -174,6 +175,36 @@ def test_each_stage_refines_the_previous_one() -> None:
         params = stage[..., 2:5]
 
 
+def test_lane_pooling_reads_later_stages_along_the_previous_lane(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pooling="lane" changes where stages 2 and 3 sample (the previous lane with its offsets), not the
+    parameters nor the refinement rule: stage 1 agrees with "line" and the pooled points are captured."""
+    maps = _fpn_maps(2)
+    sampled: list[torch.Tensor] = []
+
+    def spy(feature: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
+        sampled.append(xs)
+        return pool_prior_features(feature, xs, ys)
+
+    monkeypatch.setattr(head_module, "pool_prior_features", spy)
+    outputs: dict[str, list[torch.Tensor]] = {}
+    points: dict[str, list[torch.Tensor]] = {}
+    for pooling in ("line", "lane"):
+        torch.manual_seed(0)
+        head = CLRHead(pooling=pooling).eval()
+        with torch.no_grad():
+            head.reg_layers.weight.mul_(30.0)  # visible offsets
+            outputs[pooling] = head(maps)[0]
+        points[pooling], sampled[:] = list(sampled), []
+    line, lane = outputs["line"], outputs["lane"]
+    assert torch.equal(line[0], lane[0]) and not torch.allclose(line[2], lane[2])
+    rows = head.sample_rows
+    for stage in (1, 2):
+        torch.testing.assert_close(points["lane"][stage], lane[stage - 1][..., 6:][..., rows])
+        torch.testing.assert_close(points["line"][stage], prior_lines(line[stage - 1][..., 2:5])[..., rows])
+    with pytest.raises(ValueError, match="pooling"):
+        CLRHead(pooling="curve")  # type: ignore[arg-type]
+
+
 def test_roi_gather_context_starts_at_zero() -> None:
     torch.manual_seed(0)
     gather = ROIGather(channels=64, num_priors=192, sample_points=36, hidden_dim=64, stages=3).eval()
@@ -232,9 +263,22 @@ def test_lighter_head_and_smaller_input(tmp_path: Path) -> None:
     assert model.head.roi_gather.fc.in_features == 18 * 64
     save_lane_model(tmp_path / "lite.safetensors", model, "resnet18", {"cut_height": 270})
     loaded, meta = load_lane_model(tmp_path / "lite.safetensors")
-    assert (meta["num_priors"], meta["sample_points"]) == (96, 18)
+    assert (meta["num_priors"], meta["sample_points"], meta["pooling"]) == (96, 18, "line")
     with torch.no_grad():
         assert torch.equal(loaded(images).lanes, out.lanes)
+    lane = CLRNet("resnet18", 5, (64, 160), num_priors=96, sample_points=18, pooling="lane").eval()
+    lane.load_state_dict(model.state_dict())
+    save_lane_model(tmp_path / "lane.safetensors", lane, "resnet18", {"cut_height": 270})
+    loaded, meta = load_lane_model(tmp_path / "lane.safetensors")
+    assert meta["pooling"] == "lane" and loaded.head.pooling == "lane"
+    with torch.no_grad():
+        assert torch.equal(loaded(images).lanes, lane(images).lanes)
+        assert not torch.equal(loaded(images).lanes, out.lanes)
+    onnx_path = tmp_path / "lane.onnx"
+    torch.onnx.export(lane, (images,), str(onnx_path), opset_version=17, input_names=["images"],
+                      output_names=["lanes", "types", "colors"], dynamo=False)
+    np.testing.assert_allclose(_onnx_outputs(onnx_path, images)[0], lane(images).lanes.detach().numpy(),
+                               atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="input_size"):
         CLRNet("resnet18", 5, (70, 160))
     with pytest.raises(ValueError, match="multiple of 32 for dla34"):

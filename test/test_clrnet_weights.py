@@ -76,7 +76,7 @@ def test_json_describes_the_file(saved: tuple) -> None:
     header = json.loads(header_of(path)["refine"])
     assert header == {"format": "refine_perception.clrnet/1", "backbone": "resnet18", "input_height": 64,
                       "input_width": 160, "num_seg_classes": 5, "num_priors": 192, "sample_points": 36,
-                      "cut_height": 270, "ori_width": 1640,
+                      "pooling": "line", "cut_height": 270, "ori_width": 1640,
                       "ori_height": 590}
 
 
@@ -159,6 +159,24 @@ def test_nan_weights(saved: tuple, tmp_path: Path) -> None:
     safetensors.torch.save_file(state, str(path), metadata=header_of(saved[0]))
     with pytest.raises(ModelFileError, match="NaN"):
         load_lane_model(path)
+
+
+def test_pooling_in_the_header(saved: tuple, tmp_path: Path) -> None:
+    """Files written before the pooling option load with the paper's pooling; an unknown one is refused."""
+    state = safetensors.torch.load_file(str(saved[0]))
+    header = json.loads(header_of(saved[0])["refine"])
+    for pooling, expected in ((None, "line"), ("lane", "lane"), ("curve", None)):
+        if pooling is None:
+            header.pop("pooling")
+        else:
+            header["pooling"] = pooling
+        path = tmp_path / f"{pooling}.safetensors"
+        safetensors.torch.save_file(state, str(path), metadata={"refine": json.dumps(header)})
+        if expected is None:
+            with pytest.raises(ModelFileError, match="pooling"):
+                load_lane_model(path)
+        else:
+            assert load_lane_model(path)[0].head.pooling == expected
 
 
 def test_safetensors_file_of_something_else(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ class ModelConfig:
     num_seg_classes: int = 5  # background + lane positions 1..4 (CULane); TuSimple configs use 7
     num_priors: int = 192  # the paper's; the head's cost grows with num_priors x sample_points
     sample_points: int = 36
+    pooling: Literal["line", "lane"] = "line"  # later stages pool along the straight line (paper) or the lane
     init: str = ""  # start from these weights (a refine-train .safetensors of the same architecture), e.g. to fine-tune
 
 

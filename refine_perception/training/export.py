@@ -15,7 +15,7 @@ from refine_perception.models.model_file import metadata_path
 from refine_perception.models.spatial_embeddings import weights as instance_weights
 
 _DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
-            "num_priors", "sample_points", *instance_weights.ARCHITECTURE_KEYS)  # rewritten
+            "num_priors", "sample_points", "pooling", *instance_weights.ARCHITECTURE_KEYS)  # rewritten
 
 
 def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:

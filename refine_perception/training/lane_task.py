@@ -11,7 +11,8 @@ from torch import nn
 
 from refine_perception.models.clrnet.loss import CLRNetLoss, LaneTargets
 from refine_perception.models.clrnet.model import CLRNet
-from refine_perception.models.clrnet.weights import ModelFileError, architecture, load_lane_model, save_lane_model
+from refine_perception.models.clrnet.weights import (ARCHITECTURE_KEYS, ModelFileError, architecture, load_lane_model,
+                                                      save_lane_model)
 from refine_perception.training.config import LanesTrainConfig
 from refine_perception.training.lane_data import LaneTrainingSet, collate
 from refine_perception.training.lane_eval import evaluate_culane
@@ -29,10 +30,12 @@ class LaneTask:
 
     def build_model(self) -> CLRNet:
         m = self.config.model
-        model = CLRNet(m.backbone, m.num_seg_classes, (m.input_height, m.input_width), m.num_priors, m.sample_points)
+        model = CLRNet(m.backbone, m.num_seg_classes, (m.input_height, m.input_width), m.num_priors, m.sample_points,
+                       m.pooling)
         if m.init:
             start, metadata = load_lane_model(m.init)
-            ours = architecture(model, m.backbone)
+            # the pooling changes no tensor, so weights may be fine-tuned into the other pooling
+            ours = {k: v for k, v in architecture(model, m.backbone).items() if k in ARCHITECTURE_KEYS}
             theirs = {key: metadata.get(key) for key in ours}
             if theirs != ours:
                 raise ModelFileError(f"{m.init}: architecture {theirs} differs from the config's {ours}")

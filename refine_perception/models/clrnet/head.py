@@ -6,6 +6,10 @@ corrected straight line (without the offsets), so high-level maps place the lane
 fine maps adjust them (the paper's "cross layer refinement"). Besides the official outputs the head
 predicts each prior's line type and colour from the same last-stage prior features.
 
+With `pooling="lane"` (ours) the later stages still refine that straight line but pool their features
+along the previous stage's whole lane, offsets included: on a sharp curve the far end of the straight
+line lies off the marking, so the official pooling (`"line"`) reads the far rows beside the lane.
+
 Unlike the official code, which keeps the priors in buffers refreshed only in training, the priors
 are computed from the embedding on every forward: it is a (192, 3) -> (192, 72) formula, so it costs
 nothing, a loaded checkpoint can never disagree with stale buffers, and an ONNX export still bakes
@@ -15,6 +19,7 @@ the result as constants by constant folding.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +42,8 @@ STAGES = 3
 HIDDEN_DIM = 64
 SEG_DROPOUT = 0.1
 OUTPUT_INIT_STD = 1e-3  # the output layers start near zero: logits near uniform, priors nearly unmoved
+Pooling = Literal["line", "lane"]
+POOLINGS: tuple[Pooling, ...] = ("line", "lane")
 
 
 def _mlp(width: int) -> nn.Sequential:
@@ -64,8 +71,11 @@ class CLRHead(nn.Module):
     """
 
     def __init__(self, channels: int = 64, num_seg_classes: int = 5, num_priors: int = NUM_PRIORS,
-                 sample_points: int = SAMPLE_POINTS) -> None:
+                 sample_points: int = SAMPLE_POINTS, pooling: Pooling = "line") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+        self.pooling = pooling
         self.prior_embeddings = nn.Embedding(num_priors, 3)
         with torch.no_grad():
             self.prior_embeddings.weight.copy_(init_prior_params(num_priors))
@@ -92,10 +102,10 @@ class CLRHead(nn.Module):
         # (N, 3) for the first stage, shared by the batch so that its lines fold into ONNX constants;
         # (B, N, 3) once the first refinement has broadcast it against the per-image regression
         params = self.prior_embeddings.weight
+        lines = prior_lines(params)
         projected: list[torch.Tensor] = []
         stages: list[torch.Tensor] = []
         for stage, feature in enumerate(reversed(features)):
-            lines = prior_lines(params)
             pooled = pool_prior_features(feature, lines[..., self.sample_rows], self.sample_ys)
             projected.append(self.roi_gather.project(pooled, stage))
             roi = self.roi_gather(projected, feature, stage)
@@ -104,6 +114,7 @@ class CLRHead(nn.Module):
             stages.append(prediction)
             # the next stage starts from the refined straight line; gradients do not flow back through it
             params = prediction[..., 2:5].detach()
+            lines = prediction[..., 6:].detach() if self.pooling == "lane" else prior_lines(params)
         return stages, self.type_layers(roi), self.color_layers(roi)
 
     @staticmethod

@@ -7,7 +7,8 @@ The input is 320x800 as in the paper, or smaller for cheaper models (`input_size
 expressed in the 800x320 label space the priors, the loss and the decoding are defined in: outputs are
 normalised coordinates, so a 160x400 model predicts the same quantities from a coarser image.
 `num_priors` (192) and `sample_points` (36 per prior) are the paper's; the head's cost grows with
-their product, so CPU-sized models may use fewer. In eval mode the forward has no data-dependent
+their product, so CPU-sized models may use fewer. `pooling` picks where the later refinement stages
+read their features (see `head.py`): "line" as the paper, "lane" along the previous stage's lane. In eval mode the forward has no data-dependent
 control flow, so `torch.onnx.export` traces it into one graph with a free batch axis; decoding and lane
 NMS stay outside the graph.
 """
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from refine_perception.models.backbones import build_backbone
-from refine_perception.models.clrnet.head import CLRHead
+from refine_perception.models.clrnet.head import CLRHead, Pooling
 from refine_perception.models.clrnet.priors import IMG_H, IMG_W, NUM_PRIORS, SAMPLE_POINTS
 from refine_perception.models.fpn import FPN
 
@@ -57,6 +58,7 @@ class CLRNet(nn.Module):
         input_size: tuple[int, int] = (IMG_H, IMG_W),
         num_priors: int = NUM_PRIORS,
         sample_points: int = SAMPLE_POINTS,
+        pooling: Pooling = "line",
     ) -> None:
         super().__init__()
         height, width = input_size
@@ -67,7 +69,7 @@ class CLRNet(nn.Module):
                              f"the width a multiple of {multiple} for {backbone}, got {input_size}")
         self.input_size = (int(height), int(width))
         self.neck = FPN(self.backbone.out_channels, FPN_CHANNELS)
-        self.head = CLRHead(FPN_CHANNELS, num_seg_classes, num_priors, sample_points)
+        self.head = CLRHead(FPN_CHANNELS, num_seg_classes, num_priors, sample_points, pooling)
 
     def forward(self, images: torch.Tensor) -> CLRNetOutput | CLRNetTrainOutput:
         # eager callers only: under ONNX tracing the shapes are fixed by the example input, and inside a

@@ -32,6 +32,7 @@ def architecture(model: CLRNet, backbone: str) -> dict[str, Any]:
         "num_seg_classes": model.head.seg_decoder.conv.out_channels,
         "num_priors": model.head.prior_embeddings.num_embeddings,
         "sample_points": len(model.head.sample_rows),
+        "pooling": model.head.pooling,
     }
 
 
@@ -50,7 +51,8 @@ def save_lane_model(path: str | Path, model: CLRNet, backbone: str, info: dict[s
 def _build(header: dict[str, Any]) -> CLRNet:
     return CLRNet(header["backbone"], int(header["num_seg_classes"]),
                   (int(header["input_height"]), int(header["input_width"])),
-                  int(header["num_priors"]), int(header["sample_points"]))
+                  int(header["num_priors"]), int(header["sample_points"]),
+                  header.get("pooling", "line"))  # files written before the option pooled as the paper
 
 
 def load_lane_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[CLRNet, dict[str, Any]]:
