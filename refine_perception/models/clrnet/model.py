@@ -8,9 +8,9 @@ expressed in the 800x320 label space the priors, the loss and the decoding are d
 normalised coordinates, so a 160x400 model predicts the same quantities from a coarser image.
 `num_priors` (192) and `sample_points` (36 per prior) are the paper's; the head's cost grows with
 their product, so CPU-sized models may use fewer. `pooling` picks where the later refinement stages
-read their features (see `head.py`): "line" as the paper, "lane" along the previous stage's lane. In eval mode the forward has no data-dependent
-control flow, so `torch.onnx.export` traces it into one graph with a free batch axis; decoding and lane
-NMS stay outside the graph.
+read their features (see `head.py`): "line" as the paper, "lane" along the previous stage's lane. In
+eval mode the forward has no data-dependent control flow, so `torch.onnx.export` traces it into one
+graph with a free batch axis; decoding and lane NMS stay outside the graph.
 """
 
 from __future__ import annotations
