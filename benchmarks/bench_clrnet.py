@@ -1,7 +1,7 @@
 """CLRNet network forward time per backbone and input size at batch 1 on the CPU: torch eager,
 onnxruntime fp32 and onnxruntime int8 (the node's CPU default; random weights here, so only the time
 means anything), each with 2 threads, medians over repeated runs measured in the same process. 320x800 is
-the paper's input; 160x400 is the shipped default model's.
+the paper's input; 224x560 is the shipped default model's.
 
     ./dev run python -m benchmarks.bench_clrnet [--repeat 5] [--backbones resnet18 dla34] [--sizes 320x800] [--json]
 """
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--backbones", nargs="+", default=["resnet18", "resnet34", "dla34"])
-    parser.add_argument("--sizes", nargs="+", default=["320x800", "160x400"], help="input HEIGHTxWIDTH")
+    parser.add_argument("--sizes", nargs="+", default=["320x800", "224x560"], help="input HEIGHTxWIDTH")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

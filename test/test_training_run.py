@@ -169,7 +169,7 @@ def test_heldout_command_prints_every_protocol(tmp_path: Path) -> None:
     assert "lane type accuracy" in report["table"]
 
 
-def test_init_weights_may_change_the_pooling_but_not_the_tensors(road: Path, tmp_path: Path) -> None:
+def test_init_weights_may_change_the_pooling_and_input_size_but_not_the_tensors(road: Path, tmp_path: Path) -> None:
     from refine_perception.models.clrnet.model import CLRNet
     from refine_perception.models.clrnet.weights import ModelFileError, save_lane_model
     from refine_perception.training.lane_task import LaneTask
@@ -177,9 +177,10 @@ def test_init_weights_may_change_the_pooling_but_not_the_tensors(road: Path, tmp
     torch.manual_seed(0)
     start = CLRNet("resnet18", 5, (64, 160)).eval()
     save_lane_model(tmp_path / "start.safetensors", start, "resnet18", {"cut_height": 270})
-    tree = tiny_config(road, tmp_path / "out", model={"init": str(tmp_path / "start.safetensors"), "pooling": "lane"})
+    tree = tiny_config(road, tmp_path / "out", model={"init": str(tmp_path / "start.safetensors"), "pooling": "lane",
+                                                      "input_height": 96, "input_width": 240})
     model = LaneTask(from_dict(LanesTrainConfig, tree)).build_model()
-    assert model.head.pooling == "lane"
+    assert model.head.pooling == "lane" and model.input_size == (96, 240)
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), start.state_dict().values()))
     tree["model"]["num_priors"] = 96
     with pytest.raises(ModelFileError, match="architecture"):

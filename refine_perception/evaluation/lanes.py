@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from refine_perception.data.formats.tusimple import TuSimpleRecord
+from refine_perception.metrics.culane import ROW_STEP as CULANE_ROW_STEP
 from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious, official_matching
 from refine_perception.metrics.tusimple import TuSimpleResult, tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import sample_lane
 
-CULANE_ROW_STEP = 8
 TUSIMPLE_ROW_STEP = 10
 PR_THRESHOLDS = tuple(np.round(np.arange(0.40, 0.96, 0.05), 2))
 

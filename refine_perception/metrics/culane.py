@@ -55,6 +55,7 @@ from refine_perception.metrics.table import format_table
 Mode = Literal["official", "python"]
 
 LANE_WIDTH = 30
+ROW_STEP = 8  # predictions are written at every 8th row from the crop line down, as the official writers do
 OFFICIAL_SAMPLES = 50  # spline samples per segment in the C++ tool
 PYTHON_SAMPLES = 5  # in the Python re-implementation
 # 0.50:0.05:0.95 as the decimals one passes to the C++ tool's -t (CLRNet's np.linspace gives

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from refine_perception.metrics.culane import ROW_STEP as CULANE_ROW_STEP
 from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious, official_matching
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.loss import UNLABELLED
@@ -22,8 +23,6 @@ from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.predict import LanePrediction, LanePredictor
 from refine_perception.training.config import ValidationConfig
 from refine_perception.training.lane_data import LaneRecord, LaneSource
-
-CULANE_ROW_STEP = 8
 
 
 def culane_rows(height: int, cut_height: int) -> np.ndarray:

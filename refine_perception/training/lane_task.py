@@ -34,8 +34,10 @@ class LaneTask:
                        m.pooling)
         if m.init:
             start, metadata = load_lane_model(m.init)
-            # the pooling changes no tensor, so weights may be fine-tuned into the other pooling
-            ours = {k: v for k, v in architecture(model, m.backbone).items() if k in ARCHITECTURE_KEYS}
+            # neither the pooling nor the input size changes a tensor (priors and sample points are in
+            # fractions of the image), so weights may be fine-tuned into the other pooling or another size
+            ours = {k: v for k, v in architecture(model, m.backbone).items()
+                    if k in ARCHITECTURE_KEYS and k not in ("input_height", "input_width")}
             theirs = {key: metadata.get(key) for key in ours}
             if theirs != ours:
                 raise ModelFileError(f"{m.init}: architecture {theirs} differs from the config's {ours}")
