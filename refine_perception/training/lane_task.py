@@ -11,7 +11,7 @@ from torch import nn
 
 from refine_perception.models.clrnet.loss import CLRNetLoss, LaneTargets
 from refine_perception.models.clrnet.model import CLRNet
-from refine_perception.models.clrnet.weights import (ARCHITECTURE_KEYS, ModelFileError, architecture, load_lane_model,
+from refine_perception.models.clrnet.weights import (TENSOR_KEYS, ModelFileError, architecture, load_lane_model,
                                                       save_lane_model)
 from refine_perception.training.config import LanesTrainConfig
 from refine_perception.training.lane_data import LaneTrainingSet, collate
@@ -34,10 +34,8 @@ class LaneTask:
                        m.pooling)
         if m.init:
             start, metadata = load_lane_model(m.init)
-            # neither the pooling nor the input size changes a tensor (priors and sample points are in
-            # fractions of the image), so weights may be fine-tuned into the other pooling or another size
-            ours = {k: v for k, v in architecture(model, m.backbone).items()
-                    if k in ARCHITECTURE_KEYS and k not in ("input_height", "input_width")}
+            # only what shapes the tensors must agree: a run may change the pooling or the input size
+            ours = {k: v for k, v in architecture(model, m.backbone).items() if k in TENSOR_KEYS}
             theirs = {key: metadata.get(key) for key in ours}
             if theirs != ours:
                 raise ModelFileError(f"{m.init}: architecture {theirs} differs from the config's {ours}")

@@ -21,6 +21,9 @@ __all__ = ["ModelFileError", "architecture", "load_lane_model", "save_lane_model
 
 FORMAT = "refine_perception.clrnet/1"
 ARCHITECTURE_KEYS = ("backbone", "input_height", "input_width", "num_seg_classes", "num_priors", "sample_points")
+# what names and shapes the tensors: weights load into any model that agrees on these (the input size and
+# the pooling change none, since priors and sample points are fractions of the image)
+TENSOR_KEYS = ("backbone", "num_seg_classes", "num_priors", "sample_points")
 PREPROCESSING_KEYS = ("cut_height", "ori_width", "ori_height")
 
 
