@@ -9,6 +9,8 @@ import math
 import pytest
 import torch
 
+from refine_perception.models.clrnet.lane_iou import lane_iou_loss
+from refine_perception.models.clrnet.line_iou import line_iou_loss
 from refine_perception.models.clrnet.loss import (
     ABSENT_X,
     LOSS_PRESETS,
@@ -125,6 +127,22 @@ def test_exact_priors_give_zero_regression_and_known_total(num_lanes: int) -> No
     assert parts["color"].item() == pytest.approx(LN3)
     expected = 2.0 * parts["cls"] + parts["seg"] + parts["type"] + parts["color"]
     assert total.item() == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_lane_iou_replaces_line_iou_on_the_matched_pairs() -> None:
+    stage = background_priors()
+    stage[0] = prediction_of(LANES[0])
+    stage[0, 6:] += 4.0 / (W - 1)  # 4 px to the right of the GT on every row
+    output, target = train_output(stage[None]), targets_of(LANES[:1], [0], [0])
+    _, line = CLRNetLoss()(output, [target])
+    _, lane = CLRNetLoss(iou="lane")(output, [target])
+    pred, gt = stage[:1, 6:] * (W - 1), target.lanes[:, 6:]
+    assert line["iou"].item() == pytest.approx(line_iou_loss(pred, gt, W, 15.0).item(), rel=1e-9)
+    assert lane["iou"].item() == pytest.approx(lane_iou_loss(pred, gt, W).item(), rel=1e-9)
+    assert lane["iou"].item() > line["iou"].item() > 0  # the narrower band judges the same offset harder
+    assert {k: v for k, v in lane.items() if k != "iou"} == {k: v for k, v in line.items() if k != "iou"}
+    with pytest.raises(ValueError, match="unknown IoU loss"):
+        CLRNetLoss(iou="box")  # type: ignore[arg-type]
 
 
 def test_length_target_follows_the_start_row() -> None:

@@ -94,6 +94,7 @@ class LossConfig:
     preset: Literal["culane", "tusimple"] = "culane"
     type_weight: float = 1.0
     color_weight: float = 1.0
+    iou: Literal["line", "lane"] = "line"  # CLRNet's Line IoU or CLRerNet's LaneIoU (slope-widened band)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ class LaneTask:
 
     def __init__(self, config: LanesTrainConfig) -> None:
         self.config = config
-        self.criterion = CLRNetLoss.from_preset(config.loss.preset, config.loss.type_weight, config.loss.color_weight)
+        self.criterion = CLRNetLoss.from_preset(config.loss.preset, config.loss.type_weight, config.loss.color_weight,
+                                                config.loss.iou)
         self.collate = collate
 
     def build_model(self) -> CLRNet:

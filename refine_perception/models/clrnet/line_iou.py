@@ -15,13 +15,15 @@ def line_iou(
     pred_xs: torch.Tensor,
     target_xs: torch.Tensor,
     img_w: int,
-    length: float = 15.0,
+    length: float | tuple[torch.Tensor, torch.Tensor] = 15.0,
     aligned: bool = True,
 ) -> torch.Tensor:
     """Line IoU of lanes given as xs in pixels, (N, R) each.
 
     aligned: pairs row by row, pred (N, R) with target (N, R) -> (N,), for the loss.
     Otherwise every pair, pred (N, R) with target (M, R) -> (N, M), for the label assignment.
+    `length` is one half-width for every row, or per-row half-widths (pred's, target's) shaped like the
+    xs, as LaneIoU (lane_iou.py) gives them.
     """
     if pred_xs.dim() != 2 or target_xs.dim() != 2 or pred_xs.shape[1] != target_xs.shape[1]:
         raise ValueError(
@@ -31,11 +33,17 @@ def line_iou(
     if aligned and pred_xs.shape[0] != target_xs.shape[0]:
         raise ValueError(f"aligned line_iou needs as many predictions as targets, got {pred_xs.shape[0]} "
                          f"and {target_xs.shape[0]}")
+    if isinstance(length, tuple):
+        pred_half, target_half = length
+    else:
+        pred_half = target_half = pred_xs.new_full((), length)
     if not aligned:
-        pred_xs = pred_xs[:, None, :]
-        target_xs = target_xs[None, :, :]
-    overlap = torch.minimum(pred_xs, target_xs) - torch.maximum(pred_xs, target_xs) + 2 * length
-    union = torch.maximum(pred_xs, target_xs) - torch.minimum(pred_xs, target_xs) + 2 * length
+        pred_xs, pred_half = pred_xs[:, None, :], pred_half[:, None, :] if pred_half.dim() else pred_half
+        target_xs, target_half = target_xs[None, :, :], target_half[None, :, :] if target_half.dim() else target_half
+    overlap = torch.minimum(pred_xs + pred_half, target_xs + target_half) - torch.maximum(
+        pred_xs - pred_half, target_xs - target_half)
+    union = torch.maximum(pred_xs + pred_half, target_xs + target_half) - torch.minimum(
+        pred_xs - pred_half, target_xs - target_half)
     valid = (target_xs >= 0) & (target_xs < img_w)
     zero = overlap.new_zeros(())
     overlap = torch.where(valid, overlap, zero)

@@ -7,7 +7,8 @@ assignment (no gradient through it). Then:
   * xytl: smooth-L1 of the matched pairs' [start_y * 71, start_x * 799, theta * 180, length * 71];
     the GT length is shifted by the start-row difference so that a prediction starting lower or higher
     is still asked to end where the GT ends;
-  * Line IoU: 1 - Line IoU (e = 15 px at 800 wide) of the matched pairs' xs in pixels.
+  * Line IoU: 1 - Line IoU (e = 15 px at 800 wide) of the matched pairs' xs in pixels, or with
+    `iou="lane"` 1 - LaneIoU (CLRerNet: a band of 7.5 px widened by the local slope, lane_iou.py).
 Each of the three is summed over images x stages and divided by (images x stages), as the official code
 does. The auxiliary segmentation is a cross-entropy with background weight 0.4 and 255 ignored.
 
@@ -28,8 +29,9 @@ Target layout of a GT lane, a (78,) row as in the official labels, which `assign
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +39,7 @@ from torch import nn
 
 from refine_perception.models.clrnet.assign import dynamic_k_assign
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
+from refine_perception.models.clrnet.lane_iou import lane_iou_loss
 from refine_perception.models.clrnet.line_iou import line_iou_loss
 from refine_perception.models.clrnet.model import CLRNetTrainOutput
 from refine_perception.models.clrnet.priors import IMG_H, IMG_W, LANE_FIELDS, N_STRIPS
@@ -46,6 +49,12 @@ IGNORE_LABEL = 255  # segmentation pixels left out of the loss
 UNLABELLED = -1  # type / colour of a lane whose attribute is not annotated
 SEG_BACKGROUND_WEIGHT = 0.4
 LINE_IOU_RADIUS = 15.0  # half-width in pixels of the 800-wide input
+
+IoUKind = Literal["line", "lane"]
+IOU_LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "line": lambda pred, target: line_iou_loss(pred, target, IMG_W, LINE_IOU_RADIUS),
+    "lane": lambda pred, target: lane_iou_loss(pred, target, IMG_W),
+}
 
 LOSS_PRESETS: dict[str, dict[str, float]] = {
     "culane": {"cls_weight": 2.0, "xyt_weight": 0.2, "iou_weight": 2.0, "seg_weight": 1.0},
@@ -106,8 +115,12 @@ class CLRNetLoss(nn.Module):
         seg_weight: float = 1.0,
         type_weight: float = 1.0,
         color_weight: float = 1.0,
+        iou: IoUKind = "line",
     ) -> None:
         super().__init__()
+        if iou not in IOU_LOSSES:
+            raise ValueError(f"unknown IoU loss {iou!r}, expected one of {sorted(IOU_LOSSES)}")
+        self.iou_loss = IOU_LOSSES[iou]
         self.weights = {
             "cls": cls_weight,
             "xytl": xyt_weight,
@@ -118,11 +131,12 @@ class CLRNetLoss(nn.Module):
         }
 
     @classmethod
-    def from_preset(cls, name: str, type_weight: float = 1.0, color_weight: float = 1.0) -> CLRNetLoss:
+    def from_preset(cls, name: str, type_weight: float = 1.0, color_weight: float = 1.0,
+                    iou: IoUKind = "line") -> CLRNetLoss:
         """The official weights of a dataset's configs ("culane" or "tusimple")."""
         if name not in LOSS_PRESETS:
             raise ValueError(f"unknown CLRNet loss preset {name!r}, expected one of {sorted(LOSS_PRESETS)}")
-        return cls(**LOSS_PRESETS[name], type_weight=type_weight, color_weight=color_weight)
+        return cls(**LOSS_PRESETS[name], type_weight=type_weight, color_weight=color_weight, iou=iou)
 
     def forward(
         self, output: CLRNetTrainOutput, targets: Sequence[LaneTargets]
@@ -162,9 +176,7 @@ class CLRNetLoss(nn.Module):
                 if prior_idx.numel() == 0:
                     continue
                 xytl_sum = xytl_sum + _xytl_loss(pred[prior_idx], target.lanes[gt_idx])
-                iou_sum = iou_sum + line_iou_loss(
-                    pred[prior_idx, 6:] * (IMG_W - 1), target.lanes[gt_idx, 6:], IMG_W, LINE_IOU_RADIUS
-                )
+                iou_sum = iou_sum + self.iou_loss(pred[prior_idx, 6:] * (IMG_W - 1), target.lanes[gt_idx, 6:])
                 if stage == last:
                     image_idx = torch.full_like(prior_idx, image)
                     labelled = [image_idx, prior_idx, target.types[gt_idx], target.colors[gt_idx]]
