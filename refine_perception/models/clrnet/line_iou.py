@@ -36,14 +36,14 @@ def line_iou(
     if isinstance(length, tuple):
         pred_half, target_half = length
     else:
-        pred_half = target_half = pred_xs.new_full((), length)
+        pred_half, target_half = torch.full_like(pred_xs, length), torch.full_like(target_xs, length)
     if not aligned:
-        pred_xs, pred_half = pred_xs[:, None, :], pred_half[:, None, :] if pred_half.dim() else pred_half
-        target_xs, target_half = target_xs[None, :, :], target_half[None, :, :] if target_half.dim() else target_half
-    overlap = torch.minimum(pred_xs + pred_half, target_xs + target_half) - torch.maximum(
-        pred_xs - pred_half, target_xs - target_half)
-    union = torch.maximum(pred_xs + pred_half, target_xs + target_half) - torch.minimum(
-        pred_xs - pred_half, target_xs - target_half)
+        pred_xs, pred_half = pred_xs[:, None, :], pred_half[:, None, :]
+        target_xs, target_half = target_xs[None, :, :], target_half[None, :, :]
+    pred_lo, pred_hi = pred_xs - pred_half, pred_xs + pred_half
+    target_lo, target_hi = target_xs - target_half, target_xs + target_half
+    overlap = torch.minimum(pred_hi, target_hi) - torch.maximum(pred_lo, target_lo)
+    union = torch.maximum(pred_hi, target_hi) - torch.minimum(pred_lo, target_lo)
     valid = (target_xs >= 0) & (target_xs < img_w)
     zero = overlap.new_zeros(())
     overlap = torch.where(valid, overlap, zero)
