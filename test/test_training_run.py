@@ -4,6 +4,7 @@ to the same weights, and two CPU processes train under torchrun (gloo)."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -185,3 +186,20 @@ def test_init_weights_may_change_the_pooling_and_input_size_but_not_the_tensors(
     tree["model"]["num_priors"] = 96
     with pytest.raises(ModelFileError, match="architecture"):
         LaneTask(from_dict(LanesTrainConfig, tree)).build_model()
+
+
+@pytest.mark.parametrize("amp", [False, True])
+def test_amp_runs_convolutions_in_bfloat16_where_the_cpu_has_it(road: Path, tmp_path: Path, amp: bool) -> None:
+    native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    if amp and not native:
+        pytest.skip("this CPU emulates bfloat16, so amp stays off on it")
+    tree = tiny_config(road, tmp_path / "run", augment=NO_AUGMENT, optim={"amp": amp})
+    trainer = LaneTrainer(from_dict(LanesTrainConfig, tree), progress=False)
+    seen: list[torch.dtype] = []
+    conv = next(m for m in trainer.model.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda module, args, output: seen.append(output.dtype))
+    images, targets = next(trainer._batches(0, 0))
+    scalars = trainer._train_step(images, targets)
+    assert seen == [torch.bfloat16 if amp else torch.float32]
+    assert scalars is not None and all(map(math.isfinite, scalars.values()))
+    assert conv.weight.dtype == torch.float32 and conv.weight.is_contiguous(memory_format=torch.channels_last)

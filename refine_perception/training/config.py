@@ -86,7 +86,7 @@ class OptimConfig:
     weight_decay: float = 0.01
     grad_clip: float = 0.0  # max gradient norm; 0 disables clipping
     ema_decay: float = 0.0  # 0 disables the weight EMA; CLRerNet uses 0.9999
-    amp: bool = True  # bfloat16 autocast on CUDA; ignored on CPU
+    amp: bool = True  # bfloat16 autocast on CUDA and on CPUs with native bfloat16 (AVX512-BF16, AMX)
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The training loop of every model: AdamW + per-iteration cosine, optional bfloat16 autocast on CUDA,
-weight EMA, gradient clipping, periodic validation, atomic checkpoints and exact resumption, and PyTorch
+"""The training loop of every model: AdamW + per-iteration cosine, optional bfloat16 autocast (on CUDA, and
+on CPUs with native bfloat16, where it roughly halves a step), channels-last tensors, weight EMA, gradient clipping, periodic validation, atomic checkpoints and exact resumption, and PyTorch
 DDP when launched by `torchrun` (one process per GPU, or several CPU processes on gloo). What differs
 between models (network, data, loss, validation metric, model file) comes from a `TrainingTask`.
 
@@ -158,6 +158,18 @@ def _as_float(output: Any) -> Any:
     return output
 
 
+def _fast_bf16(device: torch.device) -> bool:
+    """Whether bfloat16 autocast pays on `device`: always on CUDA; on a CPU only with AVX512-BF16 or AMX
+    (oneDNN then runs convolutions natively, about 1.8x faster than fp32 per step), since elsewhere
+    bfloat16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return True
+    if device.type != "cpu":
+        return False
+    checks = (getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return any(check() for check in checks if check is not None)
+
+
 class Trainer:
     """Trains one model of `task` as `config` says; files go to `config.run.out`."""
 
@@ -171,7 +183,8 @@ class Trainer:
             torch.set_num_threads(config.run.threads)
         torch.manual_seed(config.run.seed)
         self.model = task.build_model()
-        self.model.to(self.env.device)
+        self.model.to(self.env.device, memory_format=torch.channels_last)
+        self.autocast_device = self.env.device.type if config.optim.amp and _fast_bf16(self.env.device) else None
         self.ema = WeightEMA(self.model, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
         self.net: nn.Module = self.model
         if self.env.world > 1:
@@ -259,10 +272,10 @@ class Trainer:
         return iter(loader)
 
     def _train_step(self, images: torch.Tensor, targets: Any) -> dict[str, float] | None:
-        use_amp = self.config.optim.amp and self.env.device.type == "cuda"
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext()
+        autocast = (torch.autocast(self.autocast_device, dtype=torch.bfloat16) if self.autocast_device
+                    else nullcontext())
         with autocast:
-            output = self.net(images.to(self.env.device, non_blocking=True))
+            output = self.net(images.to(self.env.device, non_blocking=True, memory_format=torch.channels_last))
         loss, parts = self.task.loss(_as_float(output), targets)
         if not bool(torch.isfinite(loss)):
             self.optimizer.zero_grad(set_to_none=True)
