@@ -81,9 +81,40 @@ def test_eval_culane_scores_ground_truth_against_itself(tmp_path):
 
 
 def test_eval_culane_empty_predictions_count_as_misses(tmp_path):
-    result = run("eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(tmp_path), "--json")
+    result = run("eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(tmp_path), "--json",
+                 "--missing-as-empty")
     everything = json.loads(result.stdout)["categories"]["all"]
     assert everything["per_threshold"][0]["TP"] == 0 and everything["per_threshold"][0]["FN"] == 6
+
+
+def test_eval_culane_missing_prediction_folder_is_an_error(tmp_path):
+    for pred in (tmp_path / "nonexistent", FIXTURES / "culane" / "list" / "test.txt"):
+        result = run("eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(pred), "--json")
+        assert result.returncode == 2 and not result.stdout, result.stdout
+        assert f"refine-perception eval: prediction folder {pred} " in result.stderr, result.stderr
+
+
+def test_eval_culane_missing_prediction_files_are_counted(tmp_path):
+    import shutil
+
+    image = "driver_37_30frame/05181432_0203.MP4/00090.lines.txt"
+    (tmp_path / image).parent.mkdir(parents=True)
+    shutil.copy(FIXTURES / "culane" / image, tmp_path / image)
+    common = ["eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(tmp_path), "--workers", "1"]
+    refused = run(*common)
+    assert refused.returncode == 2 and not refused.stdout
+    assert f"2 of 3 prediction files are missing under {tmp_path}" in refused.stderr, refused.stderr
+    assert "driver_100_30frame/05251517_0433.MP4/00000.lines.txt" in refused.stderr
+    assert "--missing-as-empty" in refused.stderr
+    scored = run(*common, "--missing-as-empty", "--json")
+    assert scored.returncode == 0, scored.stderr
+    figures = json.loads(scored.stdout)
+    assert figures["missing_predictions"] == 2
+    assert figures["categories"]["all"]["per_threshold"][0]["FN"] > 0
+    table = run(*common, "--missing-as-empty")
+    assert "2 of 3 images have no prediction file (scored as no lanes)" in table.stdout
+    complete = run("eval", "culane", "--gt", str(FIXTURES / "culane"), "--pred", str(FIXTURES / "culane"), "--json")
+    assert json.loads(complete.stdout)["missing_predictions"] == 0
 
 
 def test_eval_tusimple_and_a_clear_error_for_broken_files():
@@ -94,6 +125,24 @@ def test_eval_tusimple_and_a_clear_error_for_broken_files():
     broken = run("eval", "tusimple", "--gt", str(FIXTURES / "tusimple" / "broken_label.json"),
                  "--pred", str(FIXTURES / "tusimple" / "predictions.json"))
     assert broken.returncode == 2 and "broken_label.json:" in broken.stderr
+
+
+def test_eval_tusimple_accepts_the_official_submission_form(tmp_path):
+    # {raw_file, lanes, run_time} per line, as TuSimple's evaluator and CLRNet write it: rows from the GT.
+    gt = FIXTURES / "tusimple" / "label_data.json"
+    docs = [json.loads(line) for line in (FIXTURES / "tusimple" / "predictions.json").read_text().splitlines()]
+    reference = run("eval", "tusimple", "--gt", str(gt), "--pred", str(FIXTURES / "tusimple" / "predictions.json"),
+                    "--json")
+    submission = tmp_path / "submission.json"
+    submission.write_text("".join(json.dumps({k: v for k, v in d.items() if k != "h_samples"}) + "\n" for d in docs))
+    result = run("eval", "tusimple", "--gt", str(gt), "--pred", str(submission), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == json.loads(reference.stdout)
+    docs[1]["h_samples"] = [y + 10 for y in docs[1]["h_samples"]]
+    moved = tmp_path / "moved.json"
+    moved.write_text("".join(json.dumps(d) + "\n" for d in docs))
+    result = run("eval", "tusimple", "--gt", str(gt), "--pred", str(moved))
+    assert result.returncode == 2 and "h_samples (250..720, 48 rows) differ from the ground truth's" in result.stderr
 
 
 def test_data_convert_round_trip_tusimple_culane(tmp_path):

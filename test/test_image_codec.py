@@ -9,9 +9,11 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from bad_images import corrupt_jpegs, forged_jpeg, forged_png, png_bomb
 
 from refine_perception.core.image_codec import (
     ENCODINGS,
+    MAX_IMAGE_PIXELS,
     CompressedFormat,
     ImageFormatError,
     RawImage,
@@ -294,7 +296,7 @@ def jpeg_bytes() -> bytes:
         (jpeg_bytes()[: len(jpeg_bytes()) // 2], "jpeg", r"truncated JPEG: the \d+ bytes do not end with the EOI"),
         (jpeg_bytes()[:-2], "jpeg", r"truncated JPEG"),  # only the EOI marker missing
         (b"definitely not a jpeg", "jpeg", r"not a JPEG: .*SOI marker ff d8 \(starts 64 65 66"),
-        (b"\xff\xd8\xff" + bytes(range(1, 200)) + b"\xff\xd9", "jpeg", r"corrupt JPEG: OpenCV could not decode"),
+        (b"\xff\xd8\xff" + bytes(range(1, 200)) + b"\xff\xd9", "jpeg", r"corrupt JPEG header \(204 bytes\): libjpeg: "),
         (b"", "jpeg", r"data is empty"),
         (encode_compressed(smooth_image(), "png")[:-40], "png", r"truncated PNG"),
         (jpeg_bytes(), "png", r"not a PNG"),
@@ -322,3 +324,65 @@ def test_malformed_compressed_images_raise_a_typed_error(data, fmt, message):
 def test_unencodable_images_raise_a_typed_error(image, fmt, quality, message):
     with pytest.raises(ImageFormatError, match=message):
         encode_compressed(image, fmt, quality)
+
+
+CORRUPT_JPEGS = corrupt_jpegs()
+
+
+@pytest.mark.parametrize("desired", ["bgr8", "mono8"])
+@pytest.mark.parametrize("damage", list(CORRUPT_JPEGS))
+def test_jpeg_with_damaged_scan_data_is_refused_instead_of_decoded_with_a_warning(damage, desired):
+    # OpenCV's imdecode returns a picture for each of these, printing libjpeg's warning to stderr only.
+    with pytest.raises(ImageFormatError, match=r"corrupt JPEG \(\d+ bytes\): libjpeg: Corrupt JPEG data: "
+                                               r"(premature end of data segment|\d+ extraneous bytes before marker)"):
+        decode_compressed(CORRUPT_JPEGS[damage], "jpeg", desired)
+
+
+def test_jpeg_decoding_matches_opencv_pixel_for_pixel():
+    """The strict JPEG decoder is libjpeg-turbo with the settings OpenCV uses: the same pixels."""
+    image = cv2.GaussianBlur(RNG.integers(0, 256, (61, 83, 3), dtype=np.uint8), (5, 5), 2)
+    for data in (encode_compressed(image, "jpeg", 90), encode_compressed(image[..., 1], "jpeg", 90)):
+        buffer = np.frombuffer(data, np.uint8)
+        np.testing.assert_array_equal(decode_compressed(data, "jpeg", "passthrough"),
+                                      cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED))
+        np.testing.assert_array_equal(decode_compressed(data, "jpeg", "mono8"),
+                                      cv2.imdecode(buffer, cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION))
+
+
+@pytest.mark.parametrize(
+    ("data", "fmt", "message"),
+    [
+        (png_bomb(20000, 20000), "png", r"PNG of 20000x20000 = 400000000 pixels"),
+        (forged_png(60000, 60000), "png", r"PNG of 60000x60000 = 3600000000 pixels"),
+        (forged_png(2**31 - 1, 2**31 - 1), "", r"PNG of 2147483647x2147483647 = \d+ pixels"),
+        (forged_jpeg(30000, 20000), "jpeg", r"JPEG of 30000x20000 = 600000000 pixels"),
+    ],
+    ids=["real 20000x20000 PNG bomb", "PNG header claiming 60000x60000", "PNG header claiming 2^31-1 squared",
+         "JPEG header claiming 30000x20000"],
+)
+def test_compressed_image_claiming_too_many_pixels_is_refused_from_its_header(data, fmt, message):
+    with pytest.raises(ImageFormatError, match=message + rf" exceeds max_image_pixels = {MAX_IMAGE_PIXELS}"):
+        decode_compressed(data, fmt)
+
+
+def test_the_pixel_limit_is_a_parameter_that_a_12_megapixel_camera_passes_by_default():
+    frame = np.zeros((3000, 4000, 3), np.uint8)
+    for fmt in ("jpeg", "png"):
+        data = encode_compressed(frame, fmt)
+        assert decode_compressed(data, fmt).shape == (3000, 4000, 3)
+        assert decode_compressed(data, fmt, max_pixels=12_000_000).shape == (3000, 4000, 3)
+        with pytest.raises(ImageFormatError, match=r"of 4000x3000 = 12000000 pixels exceeds max_image_pixels = "
+                                                   r"11999999"):
+            decode_compressed(data, fmt, max_pixels=11_999_999)
+    raw = encode_raw(frame, "bgr8")
+    assert decode(raw).shape == (3000, 4000, 3)
+    with pytest.raises(ImageFormatError, match=r"bgr8 image of 4000x3000 = 12000000 pixels exceeds "
+                                               r"max_image_pixels = 11999999"):
+        decode_raw(raw.data, raw.height, raw.width, raw.encoding, raw.step, max_pixels=11_999_999)
+
+
+def test_png_without_its_header_chunk_is_malformed():
+    data = bytearray(encode_compressed(smooth_image(), "png"))
+    data[12:16] = b"IHDX"
+    with pytest.raises(ImageFormatError, match=r"PNG does not start with its IHDR chunk"):
+        decode_compressed(bytes(data), "png")

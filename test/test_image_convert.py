@@ -7,16 +7,18 @@ import array
 
 import numpy as np
 import pytest
+from bad_images import corrupt_jpegs, png_bomb
 from rclpy.serialization import deserialize_message, serialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from refine_perception.core.image_codec import ENCODINGS, ImageFormatError
+from refine_perception.core.image_codec import ENCODINGS, MAX_IMAGE_PIXELS, ImageFormatError
 from refine_perception.ros.image_convert import (
     compressed_to_numpy,
     image_to_numpy,
     numpy_to_compressed,
     numpy_to_image,
+    to_bgr,
 )
 
 RNG = np.random.default_rng(11)
@@ -119,3 +121,27 @@ def test_truncated_jpeg_message_raises_image_format_error():
     msg.data = msg.data[: len(msg.data) // 2]
     with pytest.raises(ImageFormatError, match="truncated JPEG"):
         compressed_to_numpy(msg)
+
+
+def test_every_decoder_honours_the_pixel_limit_after_transport():
+    frame = RNG.integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    messages = [over_the_wire(numpy_to_image(frame, "bgr8")), over_the_wire(numpy_to_compressed(frame, "png")),
+                over_the_wire(numpy_to_compressed(frame, "jpeg"))]
+    for msg in messages:
+        assert to_bgr(msg, max_pixels=48).shape == (6, 8, 3)
+        with pytest.raises(ImageFormatError, match=r"of 8x6 = 48 pixels exceeds max_image_pixels = 47"):
+            to_bgr(msg, max_pixels=47)
+    with pytest.raises(ImageFormatError, match=r"max_image_pixels = 47"):
+        image_to_numpy(messages[0], max_pixels=47)
+    with pytest.raises(ImageFormatError, match=r"max_image_pixels = 47"):
+        compressed_to_numpy(messages[2], "mono8", max_pixels=47)
+
+
+def test_hostile_compressed_messages_are_malformed_after_transport():
+    bomb = over_the_wire(CompressedImage(format="png", data=png_bomb()))
+    with pytest.raises(ImageFormatError, match=rf"20000x20000 = 400000000 pixels exceeds max_image_pixels = "
+                                               rf"{MAX_IMAGE_PIXELS}"):
+        to_bgr(bomb)
+    for data in corrupt_jpegs().values():
+        with pytest.raises(ImageFormatError, match=r"corrupt JPEG .*libjpeg: Corrupt JPEG data"):
+            to_bgr(over_the_wire(CompressedImage(format="bgr8; jpeg compressed bgr8", data=data)))

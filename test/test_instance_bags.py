@@ -100,3 +100,23 @@ def test_mcap_tools_decode_our_sticks_bag(tmp_path, scenes) -> None:
     for truth, scene in zip(decoded[TRUTH_INSTANCES_TOPIC], scenes):
         assert_same_results(instance_results(truth), scene_truth(scene))
     assert all(m.encoding == "16UC1" for m in decoded[DEPTH_TOPIC])
+
+
+def test_a_garbage_compressed_image_in_a_sticks_bag_is_listed_and_scored_as_missing(tmp_path, scenes) -> None:
+    """Replay through the instance segmenter, offline and lossless, of a bag with one CompressedImage that
+    is not an image at all: a report listing it, the frame scored as one without output."""
+    import yaml
+    from instance_checks import write_banded_model
+    from test_replay import assert_bad_frame_scored_as_missing
+
+    bag = tmp_path / "sticks"
+    write_instance_bag(bag, scenes)
+    model = write_banded_model(tmp_path / "banded.safetensors", input_size=SIZE[::-1])
+    params = tmp_path / "instances.yaml"
+    params.write_text(yaml.safe_dump({"/**/instance_segmenter": {"ros__parameters": {"model": str(model)}}}))
+
+    def garbage(image):
+        image.data = b"not a JPEG at all" * 10
+        return image
+
+    assert_bad_frame_scored_as_missing(bag, 1, garbage, tmp_path, "--params", str(params))

@@ -5,10 +5,12 @@ output still has instances (horizontal bands, see instance_checks)."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from builtin_interfaces.msg import Time
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
@@ -116,3 +118,86 @@ def test_a_missing_model_is_reported_and_the_node_keeps_running(ros, tmp_path: P
     feed.images.publish(image)
     assert ros.spin_until(lambda: segmenter.counters.as_dict().get("dropped_no_model", 0) == 1, timeout=30)
     assert not feed.arrays
+    assert segmenter.counters.as_dict()["processed"] == 0  # a dropped frame is not also processed
+
+
+def assert_grasps_without_depth(array: InstanceArray, model: Path, image: Image, info: CameraInfo,
+                                table_distance_m: float) -> None:
+    """`array` holds grasps, exactly those the offline pipeline gives the image and CameraInfo alone."""
+    predictor, _ = open_instance_predictor(str(model), threads=1)
+    settings = InstanceSettings(table_distance_m=table_distance_m)
+    expected = instance_results(InstancePipeline(predictor, settings)(image, info, None)[0])
+    published = instance_results(array)
+    assert any(r.grasp is not None for r in published)
+    assert [r.grasp is None for r in published] == [r.grasp is None for r in expected]
+    for got, want in zip(published, expected):
+        if got.grasp is not None:
+            np.testing.assert_allclose(got.grasp.position, want.grasp.position, atol=1e-6)
+
+
+def test_without_depth_the_grasps_come_after_the_timeout_at_table_distance(ros, model: Path) -> None:
+    """Image + CameraInfo and no depth publisher: the node used to wait for depth forever, status OK."""
+    segmenter = start(ros, model, "optional_input_timeout_s:=0.5", "table_distance_m:=0.9")
+    feed = Feed(ros)
+    assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
+    scene = render_sticks(np.random.SeedSequence([2, 4]), 320, 240)
+    for sec in range(20, 26):
+        image, info, _ = messages(scene, sec=sec)
+        feed.infos.publish(info)
+        feed.images.publish(image)
+        ros.spin_until(lambda: False, timeout=0.25)
+    assert ros.spin_until(lambda: feed.arrays, timeout=60), segmenter.counters.as_dict()
+    assert_grasps_without_depth(feed.arrays[-1], model, image, info, table_distance_m=0.9)
+    level, message, values = segmenter.status_summary()
+    assert level == 1 and "depth/image_raw" in message and values["missing_inputs"] == "depth/image_raw"
+
+
+@pytest.mark.parametrize("damage", ["depth_size", "depth_encoding", "zero_k"])
+def test_a_bad_depth_or_camera_info_costs_only_what_needs_it(ros, model: Path, damage: str) -> None:
+    segmenter = start(ros, model)
+    feed = Feed(ros)
+    assert ros.spin_until(feed.connected)
+    scene = render_sticks(np.random.SeedSequence([2, 5]), 320, 240)
+    image, info, depth = messages(scene, sec=30)
+    if damage == "depth_size":
+        depth = numpy_to_image(np.full((120, 160), 700, np.uint16), "16UC1")
+    elif damage == "depth_encoding":
+        depth = numpy_to_image(np.zeros((240, 320, 3), np.uint8), "rgb8")
+    else:
+        info.k = [0.0] * 9
+    depth.header = image.header
+    feed.send(image, info, depth)
+    assert ros.spin_until(lambda: feed.arrays, timeout=60), segmenter.counters.as_dict()
+    instances = feed.arrays[0].instances
+    assert instances
+    if damage == "zero_k":
+        assert not any(i.has_grasp for i in instances)
+    else:  # grasps with the sticks on the table, as without depth
+        assert_grasps_without_depth(feed.arrays[0], model, image, info, table_distance_m=0.7)
+    counts = segmenter.counters.as_dict()
+    assert counts["processed"] == 1 and counts["dropped_malformed"] == 1 and "dropped_error" not in counts
+
+
+def test_threads_stay_with_the_node(ros, model: Path) -> None:
+    """threads:=1 used to call torch.set_num_threads for the whole process (every node of the one-process
+    launcher); now it holds around the node's own network calls only."""
+    before = torch.get_num_threads()
+    if before == 1:
+        pytest.skip("needs a process with more than one torch thread")
+    seen: list[int] = []
+    segmenter = start(ros, model, "use_camera_info:=false")  # start() passes threads:=1
+    assert segmenter.pipeline is not None
+    network = segmenter.pipeline.predictor.network
+    segmenter.pipeline.predictor.network = lambda batch: (seen.append(torch.get_num_threads()), network(batch))[1]
+    feed = Feed(ros)
+    assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
+    image, _, _ = messages(render_sticks(np.random.SeedSequence([2, 6]), 160, 120), sec=40)
+    feed.images.publish(image)
+    assert ros.spin_until(lambda: feed.arrays, timeout=60)
+    assert seen == [1]
+    assert torch.get_num_threads() == before
+    later: list[int] = []
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [before]  # threads started afterwards (other nodes' workers) keep the default too

@@ -1,17 +1,23 @@
 """The lane_detector node over real DDS: LaneArray per image with its header, CameraInfo matched by stamp,
-markers, malformed frames counted and skipped, a missing model reported without dying, and, with the
-shipped model on a synthetic drive, ground points from the camera it was given and lane ids that stay put."""
+markers, malformed frames counted and skipped (damaged JPEGs and PNG bombs included), a missing model
+reported without dying, any camera resolution, stamps jumping back, a silent or bad CameraInfo, tracking
+parameters changed at run time, and, with the shipped model on a synthetic drive, ground points from the
+camera it was given and lane ids that stay put."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
+from bad_images import corrupt_jpegs, png_bomb
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from refine_msgs.msg import LaneArray
@@ -20,7 +26,7 @@ from refine_perception.data.synthetic.road import RoadSample, drive, road_sample
 from refine_perception.lanes.ground import project_lanes
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.weights import save_lane_model
-from refine_perception.ros.image_convert import numpy_to_image
+from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_detector import LaneDetector
 from refine_perception.ros.lane_pipeline import default_model_path
 
@@ -162,6 +168,7 @@ def test_a_bad_model_file_is_reported_and_the_node_keeps_running(ros, tiny_model
     feed.send(road_sample(3, 4), sec=50)
     assert ros.spin_until(lambda: detector.counters.as_dict().get("dropped_no_model", 0) == 1, timeout=30)
     assert not feed.lanes
+    assert detector.counters.as_dict()["processed"] == 0  # a dropped frame is not also processed
 
 
 def _x_at(points: np.ndarray, x: float) -> float | None:
@@ -201,3 +208,159 @@ def test_shipped_model_on_a_drive_ground_points_and_stable_ids(ros) -> None:
                 truth_errors.append(abs(at_20 - true_at_20))
     assert truth_errors and max(truth_errors) < 0.1, f"projection error at 20 m up to {max(truth_errors):.3f} m"
     assert all(len(ids) == 1 for ids in identity.values()), f"id switches: {identity}"
+
+
+def _diagnostic(detector: LaneDetector) -> tuple[int, str, dict[str, str]]:
+    return detector.status_summary()
+
+
+@pytest.mark.parametrize("size", [(2048, 1536), (2448, 2048), (4000, 3000), (641, 479), (1280, 720)])
+def test_any_camera_resolution_gives_lanes_inside_the_image(ros, tiny_model: Path, size: tuple[int, int]) -> None:
+    """Images taller than ~1290 px used to fail every frame (the crop was checked against CULane's 590 rows)."""
+    detector = start_detector(ros, tiny_model, "use_camera_info:=false", "transport:=compressed")
+    node = ros.probe("feed")
+    images = node.create_publisher(CompressedImage, "image_raw/compressed", RELIABLE)
+    got: list[LaneArray] = []
+    node.create_subscription(LaneArray, "lanes", got.append, RELIABLE)
+    assert ros.spin_until(lambda: images.get_subscription_count() > 0)
+    width, height = size
+    image = cv2.resize(road_sample(3, 5).image, (width, height), interpolation=cv2.INTER_AREA)
+    msg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", image)[1].tobytes())
+    msg.header.stamp = Time(sec=60)
+    images.publish(msg)
+    assert ros.spin_until(lambda: got, timeout=60), detector.counters.as_dict()
+    lanes = got[0]
+    assert (lanes.image_width, lanes.image_height) == (width, height)
+    assert lanes.lanes
+    points = np.array([[p.x, p.y] for lane in lanes.lanes for p in lane.image_points])
+    # rows below the model's crop (270 of 590) down to the bottom edge; x may pass the right edge above a
+    # lane's start, as in the official decoding
+    assert np.isfinite(points).all() and (points[:, 0] >= 0).all()
+    assert (points[:, 1] >= 270 / 590 * height - 1).all() and (points[:, 1] <= height).all()
+    assert detector.counters.as_dict()["dropped"] == 0
+
+
+def test_a_jump_back_in_time_restarts_matching_and_tracking(ros, tiny_model: Path) -> None:
+    """A bag on loop: after stamps 5001/5002 the frames stamped 11-14 used to be discarded without a word."""
+    detector = start_detector(ros, tiny_model)
+    feed = Feed(ros)
+    assert ros.spin_until(feed.connected)
+    sample = road_sample(3, 6)
+    for k, sec in enumerate([5001, 5002, 11, 12, 13, 14]):
+        feed.send(sample, sec=sec)
+        assert ros.spin_until(lambda: len(feed.lanes) == k + 1, timeout=60), (sec, detector.counters.as_dict())
+    assert [msg.header.stamp.sec for msg in feed.lanes] == [5001, 5002, 11, 12, 13, 14]
+    assert all(msg.ground_frame_id == "base_footprint" for msg in feed.lanes)  # still matched with CameraInfo
+    assert detector.time_jumps == 1
+    assert _diagnostic(detector)[2]["time_jumps"] == "1"
+    before = {lane.track_id for msg in feed.lanes[:2] for lane in msg.lanes}
+    after = {lane.track_id for msg in feed.lanes[2:] for lane in msg.lanes}
+    assert before and after and not before & after  # the tracks started afresh; ids are never reused
+    assert {lane.track_id for lane in feed.lanes[2].lanes} == {lane.track_id for lane in feed.lanes[5].lanes}
+
+
+def test_images_without_camera_info_go_on_after_the_timeout_with_a_warning(ros, tiny_model: Path) -> None:
+    detector = start_detector(ros, tiny_model, "optional_input_timeout_s:=0.5")
+    feed = Feed(ros)
+    assert ros.spin_until(feed.connected)
+    sample = road_sample(3, 7)
+    for sec in range(70, 76):  # images only, 0.25 s apart
+        msg = numpy_to_image(sample.image, "bgr8")
+        msg.header.stamp = Time(sec=sec)
+        feed.images.publish(msg)
+        ros.spin_until(lambda: False, timeout=0.25)
+    assert ros.spin_until(lambda: feed.lanes, timeout=60), detector.counters.as_dict()
+    assert all(msg.ground_frame_id == "" for msg in feed.lanes)
+    level, message, values = _diagnostic(detector)
+    assert level == 1 and "camera_info" in message and "ground points" in message
+    assert values["missing_inputs"] == "camera_info"
+    # the CameraInfo comes back: ground points again, status no longer mentions it
+    count = len(feed.lanes)
+    feed.send(sample, sec=80)
+    ros.spin_until(lambda: False, timeout=0.3)
+    feed.send(sample, sec=81)
+    assert ros.spin_until(lambda: any(m.header.stamp.sec == 81 for m in feed.lanes[count:]), timeout=60)
+    assert feed.lanes[-1].ground_frame_id == "base_footprint"
+    assert "missing_inputs" not in _diagnostic(detector)[2]
+
+
+@pytest.mark.parametrize("damage", ["zero_k", "nan_k", "other_size", "negative_focal"])
+def test_a_bad_camera_info_costs_the_ground_points_not_the_lanes(ros, tiny_model: Path, damage: str) -> None:
+    detector = start_detector(ros, tiny_model)
+    node = ros.probe("feed")
+    images = node.create_publisher(Image, "image_raw", RELIABLE)
+    infos = node.create_publisher(CameraInfo, "camera_info", RELIABLE)
+    got: list[LaneArray] = []
+    node.create_subscription(LaneArray, "lanes", got.append, RELIABLE)
+    assert ros.spin_until(lambda: images.get_subscription_count() > 0 and infos.get_subscription_count() > 0)
+    sample = road_sample(3, 8)
+    image = numpy_to_image(sample.image, "bgr8")
+    image.header.stamp = Time(sec=90)
+    camera = sample.camera.camera_info()
+    k = np.array(camera["K"], dtype=float)
+    width, height = camera["width"], camera["height"]
+    if damage == "zero_k":
+        k[:] = 0.0
+    elif damage == "nan_k":
+        k[0] = np.nan
+    elif damage == "other_size":
+        width, height = 640, 480
+    else:
+        k[0] = -k[0]
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob", k=[float(v) for v in k],
+                      d=[0.0] * 5)
+    info.header.stamp = image.header.stamp
+    infos.publish(info)
+    images.publish(image)
+    assert ros.spin_until(lambda: got, timeout=60), detector.counters.as_dict()
+    assert got[0].lanes and got[0].ground_frame_id == ""
+    assert all(not lane.ground_points for lane in got[0].lanes)
+    counts = detector.counters.as_dict()
+    assert counts["processed"] == 1 and counts["dropped_malformed"] == 1 and "dropped_error" not in counts
+
+
+def test_tracking_parameters_apply_at_run_time(ros, tiny_model: Path) -> None:
+    detector = start_detector(ros, tiny_model, "use_camera_info:=false")
+    feed = Feed(ros)
+    assert ros.spin_until(lambda: feed.images.get_subscription_count() > 0)
+    result = detector.set_parameters([Parameter("max_missed", value=9), Parameter("smoothing", value=0.3)])
+    assert all(r.successful for r in result)
+    feed.send(road_sample(3, 9), sec=95)
+    assert ros.spin_until(lambda: feed.lanes, timeout=60)
+    assert detector.pipeline is not None
+    assert (detector.pipeline.tracker.max_missed, detector.pipeline.tracker.smoothing) == (9, 0.3)
+
+
+def test_corrupt_jpeg_and_png_bomb_are_malformed_and_the_next_frame_is_processed(ros, tiny_model: Path) -> None:
+    detector = start_detector(ros, tiny_model, "transport:=compressed", "use_camera_info:=false",
+                              "diagnostics_period_s:=0.2")
+    probe = ros.probe("hostile_camera")
+    images = probe.create_publisher(CompressedImage, "image_raw/compressed", RELIABLE)
+    lanes: list[LaneArray] = []
+    diagnostics: list[DiagnosticArray] = []
+    probe.create_subscription(LaneArray, "lanes", lanes.append, RELIABLE)
+    probe.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, RELIABLE)
+    assert ros.spin_until(lambda: images.get_subscription_count() > 0)
+
+    good = numpy_to_compressed(road_sample(3, 5).image, "jpeg")  # a 1640x590 camera frame
+    damaged = corrupt_jpegs(road_sample(3, 5).image)["cut at 60 % with EOI appended"]
+    frames = [("bgr8; jpeg compressed bgr8", damaged, 1), ("png", png_bomb(20000, 20000), 2)]
+    for sec, (fmt, data, malformed) in enumerate(frames, start=60):
+        msg = CompressedImage(format=fmt, data=data)
+        msg.header.stamp = Time(sec=sec)
+        images.publish(msg)
+        assert ros.spin_until(lambda: detector.counters.as_dict().get("dropped_malformed", 0) == malformed,
+                              timeout=30), f"frame {sec} ({fmt}) was not counted as malformed"
+
+    def reported(key: str, value: str) -> bool:
+        return any({kv.key: kv.value for kv in s.values}.get(key) == value
+                   for d in diagnostics for s in d.status if "lane_detector" in s.name)
+
+    assert ros.spin_until(lambda: reported("dropped_malformed", "2"), timeout=10)
+    assert detector.counters.as_dict().get("dropped_error", 0) == 0 and not lanes
+
+    good.header.stamp = Time(sec=70)
+    images.publish(good)
+    assert ros.spin_until(lambda: lanes, timeout=60)
+    assert [msg.header.stamp.sec for msg in lanes] == [70]
+    assert ros.spin_until(lambda: reported("processed", "1"), timeout=10)

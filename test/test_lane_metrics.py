@@ -14,6 +14,7 @@ import pytest
 from scipy.interpolate import splev, splprep
 from scipy.optimize import linear_sum_assignment
 
+from refine_perception.data.formats.lanes import AnnotationError
 from refine_perception.data.formats.tusimple import TuSimpleRecord, read_tusimple
 from refine_perception.metrics.culane import (
     CULaneResult,
@@ -487,3 +488,37 @@ def test_tusimple_on_the_fixture_files() -> None:
     result = tusimple_eval(preds, gts)
     assert result.fp == pytest.approx(0.25 / 3) and result.fn == pytest.approx(0.25 / 3)
     assert result.accuracy == pytest.approx((2.0 + per_image[1][0]) / 3)
+
+
+def test_tusimple_official_submission_form_takes_the_rows_from_the_ground_truth(tmp_path: Path) -> None:
+    # TuSimple's own evaluator and CLRNet's writer use {raw_file, lanes, run_time}: no h_samples.
+    fixtures = Path(__file__).parent / "fixtures" / "lanes" / "tusimple"
+    gts = read_tusimple(fixtures / "label_data.json")
+    with_rows = read_tusimple(fixtures / "predictions.json", prediction=True)
+    docs = [json.loads(line) for line in (fixtures / "predictions.json").read_text().splitlines()]
+    for doc in docs:
+        del doc["h_samples"]
+    submission = tmp_path / "submission.json"
+    submission.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    preds = read_tusimple(submission, prediction=True)
+    assert all(pred.h_samples is None for pred in preds)
+    assert [pred.xs.tolist() for pred in preds] == [pred.xs.tolist() for pred in with_rows]
+    assert tusimple_eval(preds, gts) == tusimple_eval(with_rows, gts)
+    assert json.loads(preds[0].to_json()).keys() == {"raw_file", "lanes", "run_time"}
+    with pytest.raises(ValueError, match="without h_samples has no rows of its own"):
+        preds[0].lanes()
+    with pytest.raises(AnnotationError, match=r"missing key\(s\) h_samples"):
+        read_tusimple(submission)  # ground truth still needs its rows
+
+    # A prediction that states other rows than its ground truth is not silently scored at the GT's rows.
+    shifted = TuSimpleRecord(gts[0].raw_file, gts[0].h_samples + 5, with_rows[0].xs, 5.0)
+    with pytest.raises(ValueError, match=rf"{gts[0].raw_file}: the prediction's h_samples \(165\.\.715, 56 rows\) "
+                       r"differ from the ground truth's \(160\.\.710, 56 rows\)"):
+        tusimple_eval([shifted, *with_rows[1:]], gts)
+    short = TuSimpleRecord(gts[0].raw_file, None, with_rows[0].xs[:, :10], 5.0)
+    with pytest.raises(ValueError, match=r"prediction lanes have shape \(4, 10\), expected \(lanes, 56\)"):
+        tusimple_eval([short, *with_rows[1:]], gts)
+    ragged = tmp_path / "ragged.json"
+    ragged.write_text(json.dumps({"raw_file": "a.jpg", "lanes": [[1, 2, 3], [1, 2]], "run_time": 1}) + "\n")
+    with pytest.raises(AnnotationError, match="lane 1 has 2 x values but lane 0 has 3"):
+        read_tusimple(ragged, prediction=True)

@@ -6,25 +6,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from refine_perception.bags.reader import BagReader
-
-CLI = [str(Path(sys.prefix) / "lib" / "refine_perception" / "refine-perception")]
-TIMING_KEYS = ("latency_ms", "throughput_fps", "mode")
-
-
-def run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def figures(folder: Path) -> dict:
-    return json.loads((folder / "figures.json").read_text())
+from replay_checks import CLI, TIMING_KEYS, assert_bad_frame_scored_as_missing, figures, run
 
 
 def lanes_by_stamp(result_bag: Path) -> dict[tuple[int, int], object]:
@@ -162,3 +149,17 @@ def test_sticks_bag_through_the_instance_segmenter_lossless_equals_offline(tmp_p
     report = (tmp_path / "lossless" / "report.md").read_text()
     assert "mask AP" in report and "grasp success" in report and "latency.png" in report and "Worst frames" in report
     assert (tmp_path / "lossless" / "worst_frames.png").stat().st_size > 10000
+
+
+def test_a_malformed_raw_image_is_listed_and_scored_as_a_frame_without_output(tmp_path):
+    """A raw Image whose data is shorter than its step x height: the lane detector drops it as malformed."""
+    from refine_perception.bags.lane_bags import drive_frames, write_lane_bag
+
+    bag = tmp_path / "drive"
+    write_lane_bag(bag, drive_frames("synthetic:drive?seed=6&frames=5"), transport="raw")
+
+    def truncate(image):
+        image.data = image.data[: len(image.data) // 2]
+        return image
+
+    assert_bad_frame_scored_as_missing(bag, 2, truncate, tmp_path)

@@ -181,4 +181,43 @@ def test_bad_files(tmp_path: Path) -> None:
         load_config(listed)
     empty = tmp_path / "empty.yaml"
     empty.write_text("")
-    assert load_config(empty) == LanesTrainConfig()
+    with pytest.raises(ConfigError, match="empty.yaml"):
+        load_config(empty)  # an empty file is a mistake, not a request for the defaults (issue 17)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "is empty"),
+        ("# lr: 3e-4\n\n", "is empty"),
+        ("~\n", "is empty"),
+        ("0\n", "top level must be a mapping, got int"),
+        ("false\n", "top level must be a mapping, got bool"),
+        ("''\n", "top level must be a mapping, got str"),
+        ("just words\n", "top level must be a mapping, got str"),
+    ],
+)
+def test_config_file_without_settings_is_an_error_naming_it(tmp_path: Path, text: str, message: str) -> None:
+    # `yaml.safe_load(...) or {}` used to turn every one of these into a full default training run.
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=f"{path}: .*{message}"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=f"{path}: .*{message}"):
+        load_config(path, ["optim.epochs=1"], InstancesTrainConfig)
+
+
+def test_refine_train_with_an_empty_config_fails_before_training(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("\n")
+    run = subprocess.run(
+        [str(Path(sys.prefix) / "lib" / "refine_perception" / "refine-train"), "lanes", "--config", str(empty),
+         "--set", f"run.out={tmp_path / 'run'}", "--set", "run.workers=0", "--no-progress"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    assert f"refine-train: error: {empty}: " in run.stderr and "is empty" in run.stderr
+    assert not (tmp_path / "run").exists()

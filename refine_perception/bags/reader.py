@@ -4,7 +4,10 @@ a single .mcap / .db3 file.
 Reading is sequential and tolerant: MCAP is read record by record (not through its index, which a bag
 cut short by a crash or a full disk does not have) and sqlite3 row by row, so a damaged bag yields every
 message before the damage and then records a `BagError` naming the file and the position (byte offset
-or row), instead of yielding nothing.
+or row), and how many of the messages metadata.yaml lists were not read, instead of yielding nothing.
+An MCAP file is checked against its CRCs: a chunk that fails its own is left out with its messages
+listed, and reading goes on; a cut inside a chunk keeps the chunk's messages before the cut; damage to
+the data section outside the chunks, or to the summary, is reported with every message read.
 """
 
 from __future__ import annotations
@@ -15,14 +18,17 @@ import shutil
 import sqlite3
 import struct
 import tempfile
+import zlib
+from collections import Counter
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from mcap.exceptions import McapError
-from mcap.records import Channel, Message, Schema
-from mcap.stream_reader import StreamReader
+import lz4.frame
+import yaml
+import zstandard
+from mcap.opcode import Opcode
 from rclpy.serialization import deserialize_message
 
 from refine_perception.ros.messages import import_message_type
@@ -71,16 +77,27 @@ class BagReader:
         self.errors: list[BagError] = []
 
     def messages(self, topics: set[str] | None = None) -> Iterator[BagMessage]:
+        """The messages on `topics` (all: None). Damage is logged and added to `errors` as it is met; damage
+        that ends a file early says how many of the messages metadata.yaml lists for the file were lost."""
         self.errors = []
+        recorded = _recorded_counts(self.path)
         for file in self.files:
             read = _read_mcap if _is_mcap(file) else _read_sqlite
+            counts: Counter[str] = Counter()
             try:
-                for message in read(file):
-                    if topics is None or message.topic in topics:
-                        yield message
+                for item in read(file):
+                    if isinstance(item, BagError):
+                        self._damage(item)
+                        continue
+                    counts[item.topic] += 1
+                    if topics is None or item.topic in topics:
+                        yield item
             except BagError as error:
-                log.error("%s", error)
-                self.errors.append(error)
+                self._damage(BagError(f"{error}{_not_read(recorded.get(file.name), counts)}"))
+
+    def _damage(self, error: BagError) -> None:
+        log.error("%s", error)
+        self.errors.append(error)
 
     def topics(self) -> dict[str, str]:
         """topic -> type of every message in the bag (a full read)."""
@@ -90,6 +107,35 @@ class BagReader:
         return found
 
 
+def _recorded_counts(path: Path) -> dict[str, tuple[int, dict[str, int]]]:
+    """Per data file of a rosbag2 folder, the message count its metadata.yaml gives, and the counts per
+    topic when the bag has that one file; {} without a readable metadata.yaml (a crashed recorder may not
+    have written one)."""
+    metadata = path / "metadata.yaml"
+    if not metadata.is_file():
+        return {}
+    try:
+        info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
+        files = {Path(entry["path"]).name: int(entry["message_count"]) for entry in info.get("files") or ()}
+        topics = {entry["topic_metadata"]["name"]: int(entry["message_count"])
+                  for entry in info.get("topics_with_message_count") or ()}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
+        log.warning("%s is unreadable, so the messages lost to damage are not counted (%s)", metadata, error)
+        return {}
+    return {name: (count, topics if len(files) == 1 else {}) for name, count in files.items()}
+
+
+def _not_read(recorded: tuple[int, dict[str, int]] | None, counts: Counter[str]) -> str:
+    """How many of the messages recorded in a file (`recorded`, see _recorded_counts) were not read."""
+    if recorded is None or recorded[0] <= sum(counts.values()):
+        return ""
+    total, topics = recorded
+    missing = [f"{topic} {count - counts[topic]} of {count}" for topic, count in sorted(topics.items())
+               if count > counts[topic]]
+    return (f"; {total - sum(counts.values())} of the {total} messages metadata.yaml lists for it were not read"
+            + (f": {', '.join(missing)}" if missing else ""))
+
+
 def _is_mcap(file: Path) -> bool:
     if file.suffix == ".mcap":
         return True
@@ -97,30 +143,307 @@ def _is_mcap(file: Path) -> bool:
         return stream.read(5) == b"\x89MCAP"
 
 
-def _read_mcap(file: Path) -> Iterator[BagMessage]:
-    schemas: dict[int, str] = {}
-    channels: dict[int, tuple[str, str]] = {}
-    count = 0
-    with open(file, "rb") as stream:
-        reader = StreamReader(stream, validate_crcs=True)
-        position = 0  # where the record being read starts
+MAGIC = b"\x89MCAP0\r\n"
+RECORD_HEAD = struct.Struct("<BQ")  # opcode, length of the body
+CHUNK_HEAD = struct.Struct("<QQQI")  # message start and end time, uncompressed size, uncompressed CRC
+FOOTER = struct.Struct("<BQQQI")  # the whole record: opcode, length, summary start, summary offset start, CRC
+MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
+DECODE_STEP = 1 << 16  # compressed bytes fed to a decoder at a time, so a damaged stream keeps what came before
+
+
+class _Cut(Exception):
+    """A record that runs past the end of the bytes it is read from."""
+
+
+def _log_time(time_ns: int) -> str:
+    return f"{time_ns // 10**9}.{time_ns % 10**9:09d}"
+
+
+def _string(body: memoryview, at: int) -> tuple[str, int]:
+    """The length-prefixed string at `at` and the offset after it."""
+    (length,) = struct.unpack_from("<I", body, at)
+    if at + 4 + length > len(body):
+        raise ValueError(f"a string of {length} bytes runs past its record")
+    return bytes(body[at + 4:at + 4 + length]).decode(), at + 4 + length
+
+
+def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
+    """(opcode, body) of each record in `data`; _Cut when the last one is incomplete."""
+    at = 0
+    while at < len(data):
+        if at + RECORD_HEAD.size > len(data):
+            raise _Cut
+        opcode, length = RECORD_HEAD.unpack_from(data, at)
+        at += RECORD_HEAD.size
+        if length > len(data) - at:
+            raise _Cut
+        yield opcode, data[at:at + length]
+        at += length
+
+
+def _decompress(compression: str, data: memoryview) -> tuple[bytes, str]:
+    """As much of a chunk's records as `data` decodes to, and why not all of it ('' when nothing went wrong):
+    zstd and lz4 decode block by block, so a stream cut short or damaged still gives what came before."""
+    if not compression:
+        return bytes(data), ""
+    if compression == "zstd":
+        decoder: Any = zstandard.ZstdDecompressor().decompressobj()
+    elif compression == "lz4":
+        decoder = lz4.frame.LZ4FrameDecompressor()
+    else:
+        return b"", f"unknown compression {compression!r}"
+    decoded: list[bytes] = []
+    try:
+        for at in range(0, len(data), DECODE_STEP):
+            decoded.append(decoder.decompress(data[at:at + DECODE_STEP]))
+    except (zstandard.ZstdError, RuntimeError, EOFError, ValueError) as error:
+        return b"".join(decoded), f"its {compression} data does not decode ({error})"
+    return b"".join(decoded), ""
+
+
+@dataclass
+class _DamagedChunk:
+    """A chunk left out as damaged, reported once the MessageIndex records that follow it (which list its
+    messages whatever became of its data) are read; without them, its messages as far as its records parse."""
+
+    position: int
+    problem: str
+    channels: dict[int, tuple[str, str]]  # the known ones and the chunk's own (for the topic names)
+    parsed: dict[int, list[int]] = field(default_factory=dict)  # channel id -> log times, from the records
+    unparsed: bool = False  # records that did not parse
+    indexed: dict[int, list[int]] = field(default_factory=dict)  # the same, from the MessageIndex records
+
+    def add_index(self, body: memoryview) -> None:
+        """A MessageIndex record: channel id, then (log time, offset) pairs behind their byte count."""
         try:
-            for record in reader.records:
-                if isinstance(record, Schema):
-                    schemas[record.id] = record.name
-                elif isinstance(record, Channel):
-                    if record.message_encoding != "cdr":
-                        raise BagError(f"{file}: channel {record.topic} is {record.message_encoding}, not cdr")
-                    channels[record.id] = (record.topic, schemas.get(record.schema_id, ""))
-                elif isinstance(record, Message):
-                    topic, msgtype = channels[record.channel_id]
-                    count += 1
-                    yield BagMessage(topic, msgtype, record.log_time, bytes(record.data))
-                position = stream.tell()
-        except (McapError, EOFError, ValueError, KeyError, OSError) as error:
-            size = file.stat().st_size
-            raise BagError(f"{file}: unreadable from byte {position} of {size} on, after {count} messages "
-                           f"({type(error).__name__}{': ' + str(error) if str(error) else ''})") from error
+            channel_id, length = struct.unpack_from("<HI", body)
+            times = [time_ns for time_ns, _ in struct.iter_unpack("<QQ", body[6:6 + length])]
+        except struct.error:
+            return  # damaged too: the records' own listing stands
+        self.indexed.setdefault(channel_id, []).extend(times)
+
+    def report(self, file: Path) -> BagError:
+        found = self.indexed or self.parsed
+        topics: dict[str, list[int]] = {}
+        for channel_id, times in found.items():
+            topics.setdefault(self.channels.get(channel_id, (f"channel {channel_id}", ""))[0], []).extend(times)
+        listed = "; ".join(f"{topic}: {len(times)} (at {', '.join(map(_log_time, sorted(times)))})"
+                           for topic, times in sorted(topics.items()))
+        rest = " and the rest of it, whose records do not parse," if self.unparsed and not self.indexed else ""
+        return BagError(f"{file}: the chunk at byte {self.position} is damaged: {self.problem}; its "
+                        f"{sum(map(len, topics.values()))} messages{rest} are left out as damaged"
+                        + (f": {listed}" if listed else ""))
+
+
+class _McapFile:
+    """One MCAP file read sequentially, record by record, without its index (which a file cut short does
+    not have). Damage within a record whose length is intact is reported and reading goes on with the
+    next record: a chunk failing its CRC is left out with the list of its messages. Anything else (the
+    file cut short, a record running past the end) ends the file with the error `unreadable` names."""
+
+    def __init__(self, file: Path, stream: BinaryIO) -> None:
+        self.file, self.stream = file, stream
+        self.size = file.stat().st_size
+        self.schemas: dict[int, str] = {}
+        self.channels: dict[int, tuple[str, str]] = {}  # id -> topic, type
+        self.count = 0  # messages read
+        self.unchunked = 0  # of them outside chunks, which only the data section's CRC covers
+        self.damaged_chunks = 0
+        self.orphans: Counter[int] = Counter()  # messages on channels whose Channel record was lost
+
+    def unreadable(self, position: int, reason: str) -> BagError:
+        return BagError(f"{self.file}: unreadable from byte {position} of {self.size} on, after {self.count} "
+                        f"messages ({reason})")
+
+    def messages(self) -> Iterator[BagMessage | BagError]:
+        summary_problem = self._read_summary()
+        self.stream.seek(0)
+        if self.stream.read(len(MAGIC)) != MAGIC:
+            raise BagError(f"{self.file}: not an MCAP file (it does not start with the MCAP magic)")
+        crc = zlib.crc32(MAGIC)  # of the data section, up to its DataEnd record
+        damaged: _DamagedChunk | None = None  # the last chunk, while its MessageIndex records are read
+        while True:
+            position = self.stream.tell()
+            head = self.stream.read(RECORD_HEAD.size)
+            opcode, length = RECORD_HEAD.unpack(head) if len(head) == RECORD_HEAD.size else (-1, 0)
+            available = self.size - position - RECORD_HEAD.size
+            if damaged is not None and (opcode != Opcode.MESSAGE_INDEX or length > available):
+                yield damaged.report(self.file)
+                damaged = None
+            if opcode < 0:
+                raise self.unreadable(position, "cut short: the file ends before its data section does")
+            if length > available:
+                if opcode != Opcode.CHUNK:
+                    raise self.unreadable(position, f"cut short or damaged: a record of {length} bytes with "
+                                                    f"{available} left in the file")
+                read = yield from self._cut_chunk(memoryview(self.stream.read(available)))
+                raise self.unreadable(position, f"cut short inside the chunk there, {available} of its {length} "
+                                                f"bytes left: its {read} messages before the cut read, the rest lost")
+            body = memoryview(self.stream.read(length))
+            if opcode == Opcode.DATA_END:
+                break
+            crc = zlib.crc32(body, zlib.crc32(head, crc))
+            if opcode == Opcode.CHUNK:
+                damaged = yield from self._chunk(position, body)
+            elif opcode == Opcode.MESSAGE_INDEX:
+                if damaged is not None:
+                    damaged.add_index(body)
+            else:
+                try:
+                    message = self._record(opcode, body, self.schemas, self.channels)
+                except (struct.error, ValueError) as error:
+                    yield BagError(f"{self.file}: the record at byte {position} (opcode {opcode:#04x}) is damaged "
+                                   f"and left out ({error})")
+                    continue
+                if message is not None:
+                    self.unchunked += 1
+                    yield message
+        if damaged is not None:
+            yield damaged.report(self.file)
+        if self.orphans:
+            yield BagError(f"{self.file}: {sum(self.orphans.values())} messages on channel(s) "
+                           f"{', '.join(map(str, sorted(self.orphans)))} are left out: their Channel record was in a "
+                           "damaged chunk and the summary does not have it")
+        (stored,) = struct.unpack_from("<I", body) if len(body) >= 4 else (0,)
+        if stored and stored != crc and not self.damaged_chunks:
+            unchecked = f", {self.unchunked} of them outside chunks (only this CRC covers those)" * bool(self.unchunked)
+            yield BagError(f"{self.file}: the data section fails its CRC (stored {stored:#010x}, computed "
+                           f"{crc:#010x}): the damage is outside the chunks, which pass theirs; all {self.count} "
+                           f"messages read{unchecked}")
+        if summary_problem:
+            yield BagError(f"{self.file}: {summary_problem}; the data section is whole: all {self.count} messages read")
+
+    def _read_summary(self) -> str:
+        """Check the footer and the summary section; keep the summary's schemas and channels (they stand in
+        for those of a damaged chunk). Returns what is wrong with them, '' if nothing."""
+        footer_at = self.size - FOOTER.size - len(MAGIC)
+        if footer_at < len(MAGIC):
+            return "the summary section is cut short: the file is too short to end with a footer"
+        self.stream.seek(footer_at)
+        tail = self.stream.read(FOOTER.size + len(MAGIC))
+        opcode, length, start, _, stored = FOOTER.unpack_from(tail)
+        if opcode != Opcode.FOOTER or length != FOOTER.size - RECORD_HEAD.size or tail[FOOTER.size:] != MAGIC:
+            return "the summary section is cut short or damaged: the file does not end with a footer and the MCAP magic"
+        if start == 0:  # a file without a summary section
+            return ""
+        if not len(MAGIC) <= start <= footer_at:
+            return f"the footer is damaged: it puts the summary section at byte {start}, outside the file"
+        self.stream.seek(start)
+        summary = memoryview(self.stream.read(footer_at - start))
+        crc = zlib.crc32(tail[:FOOTER.size - 4], zlib.crc32(summary))
+        if stored and stored != crc:
+            return f"the summary fails its CRC (stored {stored:#010x}, computed {crc:#010x})"
+        schemas: dict[int, str] = {}
+        channels: dict[int, tuple[str, str]] = {}
+        try:
+            for opcode, body in _records(summary):
+                self._record(opcode, body, schemas, channels)
+        except (_Cut, struct.error, ValueError) as error:
+            return f"the summary's records are damaged ({type(error).__name__}: {error})"
+        self.channels.update(channels)
+        return ""
+
+    def _record(self, opcode: int, body: memoryview, schemas: dict[int, str],
+                channels: dict[int, tuple[str, str]]) -> BagMessage | None:
+        """A Schema or Channel record goes into `schemas` / `channels`; a Message is returned; other records
+        (indexes, metadata, attachments) are not needed for reading in order."""
+        if opcode == Opcode.SCHEMA:
+            (schema_id,) = struct.unpack_from("<H", body)
+            schemas[schema_id] = _string(body, 2)[0]
+        elif opcode == Opcode.CHANNEL:
+            channel_id, schema_id = struct.unpack_from("<HH", body)
+            topic, at = _string(body, 4)
+            encoding = _string(body, at)[0]
+            if encoding != "cdr":
+                raise BagError(f"{self.file}: channel {topic} is {encoding}, not cdr")
+            channels[channel_id] = (topic, schemas.get(schema_id, ""))
+        elif opcode == Opcode.MESSAGE:
+            channel_id, _, log_time, _ = MESSAGE_HEAD.unpack_from(body)
+            channel = channels.get(channel_id)
+            if channel is None:
+                self.orphans[channel_id] += 1
+                return None
+            self.count += 1
+            return BagMessage(channel[0], channel[1], log_time, bytes(body[MESSAGE_HEAD.size:]))
+        return None
+
+    def _chunk_data(self, body: memoryview, whole: bool = True) -> tuple[int, int, bytes, str]:
+        """A Chunk record's uncompressed size and CRC, its records as far as they decode, and what went
+        wrong ('' if nothing); a chunk that is not `whole` (the file ends inside it) may end anywhere."""
+        _, _, size, crc = CHUNK_HEAD.unpack_from(body)
+        compression, at = _string(body, CHUNK_HEAD.size)
+        (length,) = struct.unpack_from("<Q", body, at)
+        at += 8
+        if whole and length != len(body) - at:
+            return size, crc, b"", f"its records field claims {length} bytes, the record holds {len(body) - at}"
+        records, problem = _decompress(compression, body[at:at + length])
+        return size, crc, records, problem
+
+    def _chunk(self, position: int, body: memoryview) -> Generator[BagMessage | BagError, None, _DamagedChunk | None]:
+        """The messages of a whole chunk; one that fails its CRC (or does not decode) is left out, and
+        returned to be reported with its messages."""
+        try:
+            size, crc, records, problem = self._chunk_data(body)
+        except (struct.error, ValueError) as error:
+            records, problem = b"", f"its header is unreadable ({error})"
+        else:
+            computed = zlib.crc32(records)
+            if not problem and len(records) != size:
+                problem = f"it decodes to {len(records)} bytes, its header says {size}"
+            if not problem and crc and computed != crc:
+                problem = f"it fails its CRC (stored {crc:#010x}, computed {computed:#010x})"
+        if problem:
+            self.damaged_chunks += 1
+            return self._damaged(position, problem, records)
+        before = self.count
+        try:
+            for opcode, record in _records(memoryview(records)):
+                message = self._record(opcode, record, self.schemas, self.channels)
+                if message is not None:
+                    yield message
+        except (_Cut, struct.error, ValueError) as error:  # a chunk written without a CRC
+            self.damaged_chunks += 1
+            yield BagError(f"{self.file}: the chunk at byte {position} is damaged: its records are unreadable after "
+                           f"its first {self.count - before} messages ({type(error).__name__}); the rest of it is lost")
+        return None
+
+    def _damaged(self, position: int, problem: str, records: bytes) -> _DamagedChunk:
+        """A damaged chunk with its messages as far as its records parse (its own Schema and Channel records
+        name the topics not known yet)."""
+        schemas = dict(self.schemas)
+        damaged = _DamagedChunk(position, problem, dict(self.channels))
+        try:
+            for opcode, body in _records(memoryview(records)):
+                if opcode == Opcode.MESSAGE:
+                    channel_id, _, log_time, _ = MESSAGE_HEAD.unpack_from(body)
+                    damaged.parsed.setdefault(channel_id, []).append(log_time)
+                else:
+                    self._record(opcode, body, schemas, damaged.channels)
+        except (_Cut, struct.error, ValueError, BagError):
+            damaged.unparsed = True
+        return damaged
+
+    def _cut_chunk(self, body: memoryview) -> Generator[BagMessage, None, int]:
+        """The messages of a chunk cut by the end of the file, up to the cut (no CRC to check them against,
+        but nothing in them has changed); returns their count."""
+        before = self.count
+        try:
+            for opcode, record in _records(memoryview(self._chunk_data(body, whole=False)[2])):
+                message = self._record(opcode, record, self.schemas, self.channels)
+                if message is not None:
+                    yield message
+        except (_Cut, struct.error, ValueError):
+            pass  # the record the cut runs through
+        return self.count - before
+
+
+def _read_mcap(file: Path) -> Iterator[BagMessage | BagError]:
+    with open(file, "rb") as stream:
+        reader = _McapFile(file, stream)
+        try:
+            yield from reader.messages()
+        except OSError as error:  # a failing disk
+            raise reader.unreadable(stream.tell(), f"{type(error).__name__}: {error}") from error
 
 
 def _sqlite_declared_size(file: Path) -> int:

@@ -40,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     write.add_argument("--fps", type=float, default=10.0, help="frame rate of the stamps (default 10)")
     write.add_argument("--force", action="store_true", help="replace an existing bag")
     write.set_defaults(func=write_bag)
-    info = verbs.add_parser("info", help="topics, types and message counts of a bag (and what is unreadable)")
+    info = verbs.add_parser("info", help="topics, types and message counts of a bag, and any damage (exit status 1)")
     info.add_argument("bag", type=Path)
     info.set_defaults(func=bag_info)
 
@@ -120,6 +120,6 @@ def bag_info(args: argparse.Namespace) -> int:
     print(f"{args.bag}: {sum(counts.values())} messages over {span:.2f} s")
     for (topic, msgtype), n in sorted(counts.items()):
         print(f"  {topic:40s} {msgtype:36s} {n:6d}")
-    for error in reader.errors:
-        print(f"  unreadable: {error}")
+    for error in reader.errors:  # each names the file, where and what was lost
+        print(f"  damage: {error}")
     return 1 if reader.errors else 0

@@ -24,7 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "culane",
         help="CULane F1@50/F1@75/mF1 per category (official C++ protocol by default)",
         description="Predictions are .lines.txt files laid out like the ground truth under --pred "
-        "(the CULane evaluator's layout). Categories come from list/test_split when present.",
+        "(the CULane evaluator's layout). Categories come from list/test_split when present. A missing "
+        "prediction file is an error that names how many are missing, unless --missing-as-empty.",
     )
     culane.add_argument("--gt", required=True, type=Path, help="CULane root (with list/ and the .lines.txt files)")
     culane.add_argument("--pred", required=True, type=Path, help="root of the predicted .lines.txt files")
@@ -32,15 +33,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     culane.add_argument("--mode", choices=("official", "python"), default="official",
                         help="official: the C++ tool's protocol (default); python: the re-implementation papers ship")
     culane.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    culane.add_argument("--missing-as-empty", action="store_true",
+                        help="score an image without a prediction file as one without lanes, as the official "
+                        "C++ tool does (the count is reported)")
     culane.set_defaults(func=eval_culane)
 
     tusimple = kinds.add_parser(
         "tusimple",
         help="TuSimple accuracy, FP, FN (LaneEval) and the F1 papers report",
-        description="Both files are TuSimple json lines; predictions pair with ground truth by raw_file.",
+        description="Both files are TuSimple json lines; predictions pair with ground truth by raw_file. "
+        "Predictions in the submission format (raw_file, lanes, run_time) are read at the ground truth's "
+        "h_samples, as LaneEval does; a prediction that gives other h_samples is an error.",
     )
     tusimple.add_argument("--gt", required=True, type=Path, help="ground-truth json lines (label_data / test_label)")
-    tusimple.add_argument("--pred", required=True, type=Path, help="prediction json lines (with run_time)")
+    tusimple.add_argument("--pred", required=True, type=Path,
+                          help="prediction json lines (raw_file, lanes, run_time; h_samples optional)")
     tusimple.set_defaults(func=eval_tusimple)
 
     coco = kinds.add_parser(
@@ -95,18 +102,35 @@ def eval_culane(args: argparse.Namespace) -> int:
     from refine_perception.data.formats.lanes import AnnotationError
     from refine_perception.metrics.culane import culane_f1
 
+    if not args.pred.is_dir():
+        state = "is not a folder" if args.pred.exists() else "does not exist"
+        raise CliError(f"prediction folder {args.pred} {state}")
     try:
         dataset = CULaneDataset(args.gt, args.list)
         gts, preds, categories = [], [], []
+        missing: list[Path] = []
         for entry in tqdm(dataset.entries, desc="reading", unit="image", disable=args.json, leave=False):
             gts.append(read_culane_lines(lines_path(args.gt, entry.image)))
-            # An image without a prediction file has no predicted lanes, as in the C++ tool.
-            preds.append(read_culane_lines(lines_path(args.pred, entry.image), missing_ok=True))
+            pred = lines_path(args.pred, entry.image)
+            if not pred.is_file():
+                missing.append(pred)
+            # With --missing-as-empty an absent file means no predicted lanes, as in the C++ tool.
+            preds.append(read_culane_lines(pred, missing_ok=True))
             categories.append(dataset.categories.get(entry.image))
     except (AnnotationError, OSError) as error:
         raise CliError(str(error)) from None
+    # A half-written or misplaced prediction tree would otherwise score as a plausible low F1.
+    share = f"{len(missing)} of {len(gts)}"
+    if missing and not args.missing_as_empty:
+        shown = ", ".join(str(path.relative_to(args.pred)) for path in missing[:3])
+        more = ", ..." if len(missing) > 3 else ""
+        raise CliError(f"{share} prediction files are missing under {args.pred} ({shown}{more}); "
+                       "pass --missing-as-empty to score them as images without lanes")
     result = culane_f1(preds, gts, mode=args.mode, categories=categories, workers=args.workers)
-    return _finish(args, result.table(), result.to_dict())
+    table = result.table()
+    if missing:
+        table += f"\n{share} images have no prediction file (scored as no lanes)"
+    return _finish(args, table, {**result.to_dict(), "missing_predictions": len(missing)})
 
 
 def eval_tusimple(args: argparse.Namespace) -> int:

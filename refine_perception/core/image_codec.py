@@ -21,17 +21,27 @@ Conventions (those of ROS image_encodings, cv_bridge and image_transport):
 - The data of a message must be exactly height*step bytes, as sensor_msgs/Image defines it and cv_bridge
   checks: a longer buffer is refused as well as a shorter one, since extra bytes mean the sender got
   height or step wrong and the rows cannot be trusted.
+- No image may have more than max_pixels pixels (width*height, MAX_IMAGE_PIXELS unless the caller says
+  otherwise). A compressed image is measured from its header (PNG IHDR, JPEG frame header) before any
+  pixel is allocated, so a small PNG that claims 20000x20000 costs nothing.
+- JPEG is decoded by libjpeg-turbo (simplejpeg) in strict mode, with the settings OpenCV uses, so the
+  pixels are OpenCV's. What libjpeg calls a warning (a cut or damaged scan: "Corrupt JPEG data: premature
+  end of data segment", "N extraneous bytes before marker") is an error here: OpenCV and Pillow decode
+  such a frame into a partly grey or smeared picture and say nothing a program can see. JPEG has no
+  checksum, so damage that leaves the Huffman decoder in step cannot be seen by anyone.
 """
 
 from __future__ import annotations
 
 import array
+import struct
 import sys
 from dataclasses import dataclass
 from typing import Literal
 
 import cv2
 import numpy as np
+import simplejpeg
 
 Buffer = bytes | bytearray | memoryview | array.array | np.ndarray
 Family = Literal["direct", "yuv", "bayer"]
@@ -81,6 +91,9 @@ _BGR_INDEX = {"B": 0, "G": 1, "R": 2}
 _JPEG_SOI, _JPEG_EOI = b"\xff\xd8", b"\xff\xd9"
 _PNG_SIGNATURE, _PNG_IEND = b"\x89PNG\r\n\x1a\n", b"\x00\x00\x00\x00IEND\xaeB`\x82"
 _CODECS = {"jpeg": "jpeg", "jpg": "jpeg", "png": "png"}
+# 64 MP: 8192x8192, above 8K video (33 MP) and 50 MP machine-vision sensors; a bgr8 frame that size is
+# 192 MiB, a bound a node can afford, where a forged header could otherwise ask for gigabytes.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 @dataclass(frozen=True)
@@ -126,6 +139,13 @@ def _check_size(spec: EncodingSpec, encoding: str, height: int, width: int) -> N
         raise ImageFormatError(f"{encoding} packs pixels in pairs, so width must be even; got width={width}")
 
 
+def _check_pixels(what: str, width: int, height: int, max_pixels: int) -> None:
+    """Refuses an image larger than max_pixels before its pixels are touched or allocated."""
+    if width * height > max_pixels:
+        raise ImageFormatError(f"{what} of {width}x{height} = {width * height} pixels exceeds "
+                               f"max_image_pixels = {max_pixels}")
+
+
 def _byte_buffer(data: Buffer) -> np.ndarray:
     """A flat uint8 view of any bytes-like object (the view is why array.array from rclpy costs nothing)."""
     if isinstance(data, np.ndarray):
@@ -149,6 +169,7 @@ def decode_raw(
     step: int,
     is_bigendian: bool = False,
     desired: str = PASSTHROUGH,
+    max_pixels: int = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """The pixels of an Image message. 'passthrough' gives the encoding's own array (H×W×C or H×W; uint16
     in native byte order for 16-bit encodings; H×W×2 for YUV 4:2:2, the H×W mosaic for Bayer), as a view
@@ -157,6 +178,7 @@ def decode_raw(
     spec = _spec(encoding)
     target = _target(desired, encoding)
     _check_size(spec, encoding, height, width)
+    _check_pixels(f"{encoding} image", width, height, max_pixels)
     row_bytes = width * spec.bytes_per_pixel
     if step < row_bytes:
         raise ImageFormatError(
@@ -276,8 +298,7 @@ def parse_compressed_format(fmt: str) -> CompressedFormat:
 
 def _check_stream(buffer: np.ndarray, codec: str | None) -> str:
     """The codec, after checking that the bytes start and end as that codec's files must. This names a
-    truncation as such, and does not depend on the OpenCV build: OpenCV 4 decodes a truncated JPEG into
-    a partly grey picture with only a warning on stderr, where OpenCV 5 gives up."""
+    truncation as such before any decoder sees the data."""
     head = buffer[:8].tobytes()
     if codec is None:
         codec = "jpeg" if head.startswith(_JPEG_SOI) else "png" if head.startswith(_PNG_SIGNATURE) else None
@@ -296,7 +317,37 @@ def _check_stream(buffer: np.ndarray, codec: str | None) -> str:
     return codec
 
 
-def decode_compressed(data: Buffer, fmt: str, desired: str = "bgr8") -> np.ndarray:
+def _decode_jpeg(buffer: np.ndarray, grey: bool, max_pixels: int) -> np.ndarray:
+    """H×W grey or H×W×3 BGR pixels of a JPEG (grey when asked for or when the file is grey), as
+    OpenCV's imdecode gives them, refusing what libjpeg only warns about (see the module's docstring)."""
+    try:
+        height, width, colour_space, _ = simplejpeg.decode_jpeg_header(buffer)
+    except ValueError as error:
+        raise ImageFormatError(f"corrupt JPEG header ({buffer.size} bytes): libjpeg: {error}") from None
+    _check_pixels("JPEG", width, height, max_pixels)
+    grey = grey or colour_space == "Gray"
+    try:
+        image = simplejpeg.decode_jpeg(buffer, "GRAY" if grey else "BGR", strict=True)
+    except ValueError as error:
+        raise ImageFormatError(f"corrupt JPEG ({buffer.size} bytes): libjpeg: {error}") from None
+    return image[:, :, 0] if grey else image
+
+
+def _decode_png(buffer: np.ndarray, max_pixels: int) -> np.ndarray:
+    """The pixels of a PNG as OpenCV decodes them, once its IHDR says they are few enough."""
+    if buffer.size < 33 or buffer[12:16].tobytes() != b"IHDR":
+        raise ImageFormatError("PNG does not start with its IHDR chunk")
+    width, height = struct.unpack(">II", buffer[16:24].tobytes())
+    _check_pixels("PNG", width, height, max_pixels)
+    image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    if image is None:
+        raise ImageFormatError(f"corrupt PNG: OpenCV could not decode the {buffer.size} bytes")
+    return image
+
+
+def decode_compressed(
+    data: Buffer, fmt: str, desired: str = "bgr8", max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """The pixels of a CompressedImage in the desired encoding. 'passthrough' gives the encoding the image
     had before compression when the format names a supported one (as image_transport's subscriber does),
     else the decoded layout (mono8, mono16, bgr8 or bgra8)."""
@@ -305,12 +356,11 @@ def decode_compressed(data: Buffer, fmt: str, desired: str = "bgr8") -> np.ndarr
     if buffer.size == 0:
         raise ImageFormatError("CompressedImage data is empty")
     codec = _check_stream(buffer, parsed.codec)
-    # libjpeg gives grey straight from the luma plane, skipping the colour conversion (about 25 % faster).
-    grey = desired == "mono8" and codec == "jpeg" and parsed.packed != "rgb8"
-    flags = cv2.IMREAD_GRAYSCALE | cv2.IMREAD_IGNORE_ORIENTATION if grey else cv2.IMREAD_UNCHANGED
-    image = cv2.imdecode(buffer, flags)
-    if image is None:
-        raise ImageFormatError(f"corrupt {codec.upper()}: OpenCV could not decode the {buffer.size} bytes")
+    if codec == "jpeg":
+        # libjpeg gives grey straight from the luma plane, skipping the colour conversion (about 25 % faster).
+        image = _decode_jpeg(buffer, desired == "mono8" and parsed.packed != "rgb8", max_pixels)
+    else:
+        image = _decode_png(buffer, max_pixels)
     channels = 1 if image.ndim == 2 else image.shape[2]
     layouts = {
         (1, 1): "mono8",

@@ -15,6 +15,9 @@ Rules:
   with a stamp at or before that member is dropped on arrival.
 - A full queue drops its oldest message; a second message with a stamp already queued on the same
   input replaces the first. Every discarded message counts in `dropped` for its input.
+- An input marked absent (`set_absent`: its publisher went quiet) takes no part in matching and is
+  None in the sets emitted meanwhile, so the other inputs are not held up by it; `reset` forgets every
+  queued message and the monotonic guard, for a stream whose time went backwards (a looping bag).
 Stamps are integer nanoseconds: ROS time is, and float seconds at epoch scale lose sub-microsecond
 precision, which would make "exactly slop apart" depend on rounding.
 """
@@ -89,6 +92,7 @@ class ApproximateTimeSync:
         self._stamps: list[list[int]] = [[] for _ in range(num_inputs)]  # sorted, per input
         self._messages: list[dict[int, Any]] = [{} for _ in range(num_inputs)]
         self._last_emitted: list[int] = [-1] * num_inputs
+        self._absent = [False] * num_inputs
         self._dropped = [0] * num_inputs
         self._emitted = 0
 
@@ -113,11 +117,41 @@ class ApproximateTimeSync:
         self._callback(*matched)
         return True
 
+    def set_absent(self, index: int, absent: bool) -> None:
+        """Leave input `index` out of matching (None in every set) or take it back. Going absent drops
+        its queued messages (counted); the next message on an absent input is an error to `add`."""
+        self._check_index(index)
+        with self._lock:
+            if absent and all(self._absent[i] for i in range(self.num_inputs) if i != index):
+                raise ValueError("at least one input must stay present")
+            if absent and not self._absent[index]:
+                self._dropped[index] += len(self._stamps[index])
+                self._stamps[index].clear()
+                self._messages[index].clear()
+            self._absent[index] = absent
+
+    def is_absent(self, index: int) -> bool:
+        self._check_index(index)
+        with self._lock:
+            return self._absent[index]
+
+    def reset(self) -> None:
+        """Forget every queued message (counted as dropped) and the stamps already emitted, so that a
+        stream starting again from earlier stamps is matched instead of discarded as late."""
+        with self._lock:
+            for index in range(self.num_inputs):
+                self._dropped[index] += len(self._stamps[index])
+                self._stamps[index].clear()
+                self._messages[index].clear()
+            self._last_emitted = [-1] * self.num_inputs
+
     def _check_index(self, index: int) -> None:
         if not 0 <= index < self.num_inputs:
             raise IndexError(f"input index {index} out of range for {self.num_inputs} inputs")
 
     def _insert_and_match(self, index: int, stamp: int, msg: Any) -> list[Any] | None:
+        if self._absent[index]:
+            raise ValueError(f"input {index} is marked absent; call set_absent({index}, False) first")
         if stamp <= self._last_emitted[index]:
             self._dropped[index] += 1
             return None
@@ -135,8 +169,10 @@ class ApproximateTimeSync:
         chosen = self._best_set(index, stamp)
         if chosen is None:
             return None
-        matched = [self._messages[i].pop(s) for i, s in enumerate(chosen)]
+        matched = [None if s is None else self._messages[i].pop(s) for i, s in enumerate(chosen)]
         for i, s in enumerate(chosen):
+            if s is None:
+                continue
             queue = self._stamps[i]
             cut = bisect.bisect_right(queue, s)
             for older in queue[:cut]:
@@ -148,30 +184,33 @@ class ApproximateTimeSync:
         self._emitted += 1
         return matched
 
-    def _best_set(self, index: int, stamp: int) -> list[int] | None:
-        """Per input, the stamp of the smallest-spread set within slop that holds (`index`, `stamp`).
+    def _best_set(self, index: int, stamp: int) -> list[int | None] | None:
+        """Per input, the stamp of the smallest-spread set within slop that holds (`index`, `stamp`)
+        (None for absent inputs).
 
         With the set's earliest stamp fixed at `low`, the tightest choice on each input is its first
         stamp at or after `low`; `low` is one of the candidate stamps at or before `stamp`.
         """
-        window = [
-            [stamp] if i == index else
-            queue[bisect.bisect_left(queue, stamp - self.slop_ns):bisect.bisect_right(queue, stamp + self.slop_ns)]
-            for i, queue in enumerate(self._stamps)
-        ]
-        if not all(window):
+        present = [i for i in range(self.num_inputs) if not self._absent[i]]
+        window = {
+            i: [stamp] if i == index else self._stamps[i][
+                bisect.bisect_left(self._stamps[i], stamp - self.slop_ns):
+                bisect.bisect_right(self._stamps[i], stamp + self.slop_ns)]
+            for i in present
+        }
+        if not all(window.values()):
             return None
-        best: list[int] | None = None
+        best: list[int | None] | None = None
         best_spread = self.slop_ns + 1
-        for low in sorted({s for candidates in window for s in candidates if s <= stamp}):
-            chosen = []
-            for candidates in window:
+        for low in sorted({s for candidates in window.values() for s in candidates if s <= stamp}):
+            chosen: list[int | None] = [None] * self.num_inputs
+            for i, candidates in window.items():
                 at = bisect.bisect_left(candidates, low)
                 if at == len(candidates):
                     break
-                chosen.append(candidates[at])
+                chosen[i] = candidates[at]
             else:
-                spread = max(chosen) - low
+                spread = max(s for s in chosen if s is not None) - low
                 if spread < best_spread:
                     best, best_spread = chosen, spread
         return best

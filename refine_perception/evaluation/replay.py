@@ -5,6 +5,8 @@ frames and scored against its ground truth.
 Timing comes from the player's timing.json (wall time each frame was sent) and the result bag's log
 times (wall time each output arrived): latency = arrival - sending, per frame. Frames without an output
 are drops; in realtime mode they count as missed lanes or objects, which is what the robot lives with.
+A frame whose camera image cannot be read (malformed: the node drops it) is scored the same way and
+listed as a bad frame with the reason.
 """
 
 from __future__ import annotations
@@ -23,13 +25,32 @@ from refine_perception.bags.frames import TIMING_FILE, Stamp, cdr_stamp, write_t
 from refine_perception.bags.lane_bags import LaneBag
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import BagWriter
+from refine_perception.core.image_codec import ImageFormatError
 from refine_perception.core.sync import ApproximateTimeSync
 from refine_perception.evaluation.instances import InstanceScores, score_instance_frames
 from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
+from refine_perception.ros.image_convert import to_bgr
 from refine_perception.ros.instance_messages import instance_results
 
 LANES_TOPIC = "/lanes"
 INSTANCES_TOPIC = "/instances"
+
+
+def stamp_label(stamp: Stamp) -> str:
+    """A stamp as people read it: seconds.nanoseconds."""
+    return f"{stamp[0]}.{stamp[1]:09d}"
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A scored frame whose camera image cannot be read: the node drops it, so it has no output."""
+
+    index: int  # among the scored frames, as the report numbers them
+    stamp: Stamp
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "sec": self.stamp[0], "nanosec": self.stamp[1], "reason": self.reason}
 
 
 @dataclass
@@ -46,6 +67,7 @@ class ReplayEvaluation:
     wall_s: float | None = None
     errors: list[str] = field(default_factory=list)
     unmatched_outputs: int = 0
+    bad_frames: list[BadFrame] = field(default_factory=list)
 
     @property
     def throughput_fps(self) -> float | None:
@@ -72,6 +94,7 @@ class ReplayEvaluation:
             "latency_ms": self.timing_summary(),
             "throughput_fps": self.throughput_fps,
             "errors": self.errors,
+            "bad_frames": [frame.to_dict() for frame in self.bad_frames],
             **self.scores.to_dict(),
         }
 
@@ -94,6 +117,27 @@ def read_results(result_bag: str | Path, topic: str = LANES_TOPIC) -> tuple[dict
     return outputs, arrived, [str(error) for error in reader.errors] + undecodable
 
 
+def find_bad_frames(bag: LaneBag | InstanceBag, stamps: list[Stamp], outputs: dict[Stamp, Any]) -> list[BadFrame]:
+    """The frames of `stamps` without an output whose camera image does not decode as the node decodes it.
+    Only frames without output are read: any other image the node has read."""
+    missing = {stamp: index for index, stamp in enumerate(stamps) if stamp not in outputs}
+    bad: list[BadFrame] = []
+    if not missing:
+        return bad
+    for message in BagReader(bag.path).messages({bag.image_topic}):
+        try:
+            stamp = cdr_stamp(message.data)
+        except BagError:  # not a frame: already among the bag's errors
+            continue
+        if stamp not in missing:
+            continue
+        try:
+            to_bgr(message.decode())
+        except (BagError, ImageFormatError) as error:
+            bad.append(BadFrame(missing[stamp], stamp, str(error)))
+    return sorted(bad, key=lambda frame: frame.index)
+
+
 def _evaluate_run(task: str, bag: LaneBag | InstanceBag, result_bag: str | Path, topic: str,
                   score: Callable[[list[Stamp], dict[Stamp, Any]], Any]) -> ReplayEvaluation:
     outputs, arrived, errors = read_results(result_bag, topic)
@@ -104,7 +148,8 @@ def _evaluate_run(task: str, bag: LaneBag | InstanceBag, result_bag: str | Path,
         raise BagError(f"{bag.path}: no frame has ground truth")
     evaluation = ReplayEvaluation(task, bag, score(stamps, outputs), stamps, outputs,
                                   errors=[str(e) for e in bag.errors] + errors,
-                                  unmatched_outputs=sum(1 for s in outputs if s not in bag.truth))
+                                  unmatched_outputs=sum(1 for s in outputs if s not in bag.truth),
+                                  bad_frames=find_bad_frames(bag, stamps, outputs))
     if timing is not None:
         sent = {(sec, nsec): wall for sec, nsec, wall in timing["frames"]}
         evaluation.latency_ms = {s: (arrived[s] - sent[s]) / 1e6 for s in stamps if s in sent and s in arrived}
@@ -137,7 +182,9 @@ def run_offline(bag: LaneBag | InstanceBag, pipeline: Callable[..., tuple[Any, .
                 inputs: Sequence[str], result_bag: str | Path, slop_s: float = 0.02, storage: str = "mcap") -> int:
     """Run a node's pipeline on every frame of `bag` without DDS and write its outputs (the first item
     it returns) like the player records them; returns the count. `inputs` are the bag topics the
-    pipeline takes, camera image first; several are matched by stamp with the nodes' synchroniser."""
+    pipeline takes, camera image first; several are matched by stamp with the nodes' synchroniser.
+    A frame the pipeline finds malformed is skipped, as the node drops it: the evaluation scores it as a
+    frame without output and lists it (`find_bad_frames`)."""
     sent: list[tuple[Stamp, int]] = []
     errors: list[str] = []
     count = 0
@@ -146,7 +193,10 @@ def run_offline(bag: LaneBag | InstanceBag, pipeline: Callable[..., tuple[Any, .
         def process(image: Any, *others: Any) -> None:
             nonlocal count
             started = time.time_ns()
-            output = pipeline(image, *others)[0]
+            try:
+                output = pipeline(image, *others)[0]
+            except ImageFormatError:
+                return
             writer.write(output_topic, output, time.time_ns())
             sent.append(((image.header.stamp.sec, image.header.stamp.nanosec), started))
             count += 1

@@ -1,7 +1,8 @@
 """The replay report: report.md with the figures as tables, PNG plots (lanes: precision/recall against the
 score threshold and F1 per category; both tasks: latency histogram and over time) and a strip of the
 worst frames with the ground truth (thin white) under the node's output (lanes coloured by type, object
-masks tinted with their rotated boxes and grasps)."""
+masks tinted with their rotated boxes and grasps), and the bad frames (camera image unreadable: scored as
+frames without output) with the reason."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from refine_perception.bags.frames import cdr_stamp  # noqa: E402
 from refine_perception.bags.reader import BagReader  # noqa: E402
 from refine_perception.data.preview import grid  # noqa: E402
 from refine_perception.evaluation.lanes import image_points  # noqa: E402
-from refine_perception.evaluation.replay import ReplayEvaluation  # noqa: E402
+from refine_perception.evaluation.replay import ReplayEvaluation, stamp_label  # noqa: E402
 from refine_perception.ros.image_convert import to_bgr  # noqa: E402
 from refine_perception.ros.instance_messages import draw_instances, instance_results  # noqa: E402
 from refine_perception.ros.lane_messages import draw_overlay  # noqa: E402
@@ -101,7 +102,9 @@ def _draw_instances(image: np.ndarray, truth: Any, output: Any) -> np.ndarray:
 
 
 def _worst_frames(evaluation: ReplayEvaluation, path: Path, count: int = WORST_FRAMES) -> list[int]:
-    ranked = sorted(evaluation.scores.per_frame, key=lambda f: (-f.errors, f.index))[:count]
+    unreadable = {frame.index for frame in evaluation.bad_frames}  # listed on their own, nothing to draw
+    ranked = sorted((f for f in evaluation.scores.per_frame if f.index not in unreadable),
+                    key=lambda f: (-f.errors, f.index))[:count]
     wanted = {evaluation.stamps[f.index]: f for f in ranked if f.errors > 0}
     if not wanted:
         return []
@@ -182,7 +185,9 @@ def write_report(evaluation: ReplayEvaluation, out: str | Path, title: str = "")
              f"Bag `{Path(evaluation.bag.path).name}`, camera `{evaluation.bag.image_topic}`, mode **{evaluation.mode}**: "
              f"{len(evaluation.bag.stamps)} frames, {len(evaluation.stamps)} with ground truth scored, "
              f"{len(evaluation.outputs)} outputs, {s.frames_without_output} frames without output (counted as "
-             f"missed {'lanes' if lanes else 'objects'}).", "", "## Accuracy", ""]
+             f"missed {'lanes' if lanes else 'objects'}"
+             + (f"; {len(evaluation.bad_frames)} of them bad frames, see below" if evaluation.bad_frames else "")
+             + ").", "", "## Accuracy", ""]
     lines += _lane_accuracy(evaluation, folder) if lanes else _instance_accuracy(evaluation, folder)
     lines += ["## Timing", ""]
     latency = evaluation.timing_summary()
@@ -202,6 +207,11 @@ def write_report(evaluation: ReplayEvaluation, out: str | Path, title: str = "")
         drawn = "the detector's lanes coloured by type" if lanes else "the segmenter's masks tinted, with rotated boxes"
         lines += ["## Worst frames", "", f"Frames {', '.join(map(str, worst))}: ground truth in thin white, {drawn}.",
                   "", "![worst frames](worst_frames.png)", ""]
+    if evaluation.bad_frames:
+        lines += ["## Bad frames", "", "Their camera image cannot be read, so the node drops them; each is scored as a "
+                  "frame without output.", "",
+                  *[f"- frame {frame.index}, stamp {stamp_label(frame.stamp)}: {frame.reason}"
+                    for frame in evaluation.bad_frames], ""]
     if evaluation.errors:
         lines += ["## Read errors", "", *[f"- {error}" for error in evaluation.errors], ""]
     path = folder / "report.md"
@@ -225,5 +235,7 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
     if latency:
         lines.append(f"latency p50 {latency['p50']:.1f} ms  p95 {latency['p95']:.1f} ms  max {latency['max']:.1f} ms"
                      + (f"  throughput {figures['throughput_fps']:.2f} FPS" if figures["throughput_fps"] else ""))
+    lines += [f"bad frame {stamp_label((frame['sec'], frame['nanosec']))} (frame {frame['index']}, scored without "
+              f"output): {frame['reason']}" for frame in figures["bad_frames"]]
     lines += [f"read error: {error}" for error in figures["errors"]]
     return lines

@@ -24,6 +24,7 @@ from refine_perception.models.spatial_embeddings.clustering import ClusterSettin
 from refine_perception.models.spatial_embeddings.embedding import Embeddings, split_output
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
+from refine_perception.models.threads import intra_op_threads
 
 Network = Callable[[np.ndarray], np.ndarray]  # (B, 3, H, W) float32 in [0, 1] -> raw output (B, C, H, W)
 
@@ -90,7 +91,8 @@ class InstancePredictor:
     image is left out."""
 
     def __init__(self, network: Network, input_size: tuple[int, int], n_sigma: int, pixels_per_unit: float,
-                 class_names: Sequence[str], settings: ClusterSettings = ClusterSettings()) -> None:
+                 class_names: Sequence[str], settings: ClusterSettings = ClusterSettings(), threads: int = 0) -> None:
+        self.threads = threads  # CPU threads of the network and the clustering; 0: torch's default
         self.network = network
         self.input_size = input_size
         self.n_sigma = n_sigma
@@ -100,15 +102,15 @@ class InstancePredictor:
 
     @classmethod
     def from_model(cls, model: SpatialEmbeddingNet, settings: ClusterSettings = ClusterSettings(),
-                   device: str | torch.device = "cpu") -> InstancePredictor:
+                   device: str | torch.device = "cpu", threads: int = 0) -> InstancePredictor:
         return cls(torch_network(model, device), model.input_size, model.n_sigma, model.pixels_per_unit,
-                   model.class_names, settings)
+                   model.class_names, settings, threads)
 
     @classmethod
     def from_file(cls, path: str | Path, settings: ClusterSettings = ClusterSettings(),
-                  device: str | torch.device = "cpu") -> InstancePredictor:
+                  device: str | torch.device = "cpu", threads: int = 0) -> InstancePredictor:
         """Raises ModelFileError for a missing, damaged or foreign model file."""
-        return cls.from_model(load_spatial_embeddings(path, device)[0], settings, device)
+        return cls.from_model(load_spatial_embeddings(path, device)[0], settings, device, threads)
 
     def inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
@@ -117,10 +119,11 @@ class InstancePredictor:
         """Each image's instances at the network's resolution."""
         if not images:
             return []
-        embeddings = split_output(torch.from_numpy(self.network(self.inputs(images))), self.n_sigma,
-                                  self.pixels_per_unit)
-        return [cluster(Embeddings(*(t[k:k + 1] for t in embeddings)), self.settings)
-                for k in range(len(images))]
+        with intra_op_threads(self.threads):
+            embeddings = split_output(torch.from_numpy(self.network(self.inputs(images))), self.n_sigma,
+                                      self.pixels_per_unit)
+            return [cluster(Embeddings(*(t[k:k + 1] for t in embeddings)), self.settings)
+                    for k in range(len(images))]
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[InstanceResult]]:
         return [self._results(found, image.shape[:2]) for found, image in zip(self.clusters(images), images)]

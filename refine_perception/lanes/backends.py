@@ -34,8 +34,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from refine_perception.core.cpu import has_int8_dot_product
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.weights import load_lane_model, sha256
+from refine_perception.models.threads import intra_op_threads
 
 BACKENDS = ("auto", "torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
@@ -79,7 +81,8 @@ class BackendInfo:
 @dataclass(frozen=True)
 class BackendConfig:
     """How to run the model. `device` None means the first GPU when there is one, else the CPU.
-    `threads` 0 lets onnxruntime use every core; `max_batch` bounds TensorRT's optimisation profile."""
+    `threads` 0 lets the backend choose (onnxruntime: every core); on torch the count holds for this
+    backend's calls only. `max_batch` bounds TensorRT's optimisation profile."""
 
     backend: str = "auto"
     device: str | None = None
@@ -195,16 +198,21 @@ def export_onnx(model: CLRNet, path: Path, opset: int = OPSET) -> None:
                           output_names=list(OUTPUT_NAMES), dynamic_axes=axes, dynamo=False)
 
 
-def int8_onnx_file(weights: str | Path, cache_dir: str | Path | None = None) -> tuple[Path, tuple[int, int]]:
-    """The cached int8 (QDQ) version of the model's ONNX export, calibrated as quantize.py says."""
+def int8_onnx_file(weights: str | Path, cache_dir: str | Path | None = None, reduce_range: bool | None = None
+                   ) -> tuple[Path, tuple[int, int]]:
+    """The cached int8 (QDQ) version of the model's ONNX export, calibrated as quantize.py says; 7-bit
+    weights (`reduce_range`) by default where this CPU has no int8 dot product."""
     from refine_perception.lanes.quantize import CALIBRATION_IMAGES, CALIBRATION_SEED, calibration_images, quantize_onnx
 
+    if reduce_range is None:
+        reduce_range = not has_int8_dot_product()
     source, digest, input_size = onnx_file(weights, cache_dir)
-    path = source.with_name(f"{source.stem}-int8-cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}-{digest[:8]}.onnx")
+    weight_bits = "-w7" if reduce_range else ""
+    path = source.with_name(f"{source.stem}-int8{weight_bits}-cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}-{digest[:8]}.onnx")
     cut_height = int(load_lane_model(weights)[1].get("cut_height", 270))
 
     def build(tmp: Path) -> None:
-        quantize_onnx(source, tmp, calibration_images(input_size, cut_height), INPUT_NAME)
+        quantize_onnx(source, tmp, calibration_images(input_size, cut_height), INPUT_NAME, reduce_range)
 
     cached_file(path, build)
     return path, input_size
@@ -225,8 +233,9 @@ class TorchBackend(LaneBackend):
     """Eager PyTorch; on CUDA optionally fp16, channels-last memory and a CUDA graph per batch shape."""
 
     def __init__(self, model: CLRNet, device: str | None = None, precision: str = "fp32",
-                 channels_last: bool = False, cuda_graph: bool = False) -> None:
+                 channels_last: bool = False, cuda_graph: bool = False, threads: int = 0) -> None:
         super().__init__(model.input_size)
+        self.threads = threads
         cuda = _cuda_device(device)
         if cuda is None and (precision != "fp32" or channels_last or cuda_graph):
             raise UnsupportedCombination("torch on the CPU runs fp32 only, without channels-last or CUDA "
@@ -250,6 +259,10 @@ class TorchBackend(LaneBackend):
 
     @torch.no_grad()
     def _run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        with intra_op_threads(self.threads):
+            return self._run_model(images)
+
+    def _run_model(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if not self.cuda_graph:
             outputs = self._forward(self._to_device(images))
         else:
@@ -499,7 +512,7 @@ def _open(weights: str | Path, config: BackendConfig) -> LaneBackend:
         raise UnsupportedCombination(f"int8 runs on onnxruntime only, not {name}")
     if name == "torch":
         model, _ = load_lane_model(weights)
-        return TorchBackend(model, config.device, precision, config.channels_last, config.cuda_graph)
+        return TorchBackend(model, config.device, precision, config.channels_last, config.cuda_graph, config.threads)
     if config.channels_last or config.cuda_graph:
         raise UnsupportedCombination(f"channels_last and cuda_graph are torch options, not {name}'s")
     if name == "onnxruntime":

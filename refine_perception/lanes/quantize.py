@@ -6,7 +6,10 @@ F1 within noise (figures for the shipped weights in the README, rerun with `refi
 stacks) stay in fp32: quantising them too saved almost nothing and cost 8 points of CULane F1@75.
 
 Calibration uses scenes of a seed no training, validation or test split uses, rendered in the model's
-framing, so the file depends only on the model and the constants here (they name the cached file).
+framing, so the file depends only on the model, the constants here and the weight range (they name the
+cached file). On x86 CPUs without an int8 dot product (AVX2 only: no VNNI, no AMX) the weights are
+quantised to 7 bits (`reduce_range`), which onnxruntime recommends there: its AVX2 kernel sums pairs of
+u8 x s8 products in 16 bits, and full-range weights can saturate that sum (see core/cpu.py).
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ def calibration_images(input_size: tuple[int, int], cut_height: int, num: int = 
                                    input_size)) for k in range(num)]
 
 
-def quantize_onnx(source: Path, target: Path, images: list[np.ndarray], input_name: str) -> None:
-    """Write the int8 QDQ version of the fp32 ONNX model `source` to `target`."""
+def quantize_onnx(source: Path, target: Path, images: list[np.ndarray], input_name: str,
+                  reduce_range: bool = False) -> None:
+    """Write the int8 QDQ version of the fp32 ONNX model `source` to `target` (7-bit weights with
+    `reduce_range`)."""
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -55,4 +60,5 @@ def quantize_onnx(source: Path, target: Path, images: list[np.ndarray], input_na
         nodes = [node.name for node in onnx.load(str(prepared)).graph.node
                  if node.op_type in QUANTIZED_OPS and not node.name.startswith(FLOAT_LAYERS)]
         quantize_static(str(prepared), str(target), Images(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes)
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                        reduce_range=reduce_range)

@@ -76,16 +76,11 @@ class LaneTracker:
         stations: np.ndarray = STATIONS,
         rows: np.ndarray = ROWS,
     ) -> None:
-        if max_missed < 0:
-            raise LaneGeometryError(f"max_missed must be >= 0, got {max_missed}")
-        if not 0 < smoothing <= 1:
-            raise LaneGeometryError(f"smoothing must be in (0, 1], got {smoothing}")
+        self.configure(max_missed, smoothing)
         if not (ground_gate > 0 and image_gate > 0):
             raise LaneGeometryError(f"gates must be positive, got {ground_gate} m and {image_gate} px")
         if min_shared < 1:
             raise LaneGeometryError(f"min_shared must be at least 1, got {min_shared}")
-        self.max_missed = max_missed
-        self.smoothing = smoothing
         self.ground_gate = ground_gate
         self.image_gate = image_gate
         self.min_shared = min_shared
@@ -93,6 +88,20 @@ class LaneTracker:
         self.rows = np.asarray(rows, dtype=np.float64)
         self._tracks: list[Track] = []
         self._ids = itertools.count()
+
+    def configure(self, max_missed: int, smoothing: float) -> None:
+        """Change how long tracks live and how much they smooth (node parameters may change at run time);
+        the tracks already followed keep their ids."""
+        if max_missed < 0:
+            raise LaneGeometryError(f"max_missed must be >= 0, got {max_missed}")
+        if not 0 < smoothing <= 1:
+            raise LaneGeometryError(f"smoothing must be in (0, 1], got {smoothing}")
+        self.max_missed = max_missed
+        self.smoothing = smoothing
+
+    def reset(self) -> None:
+        """Drop every track; ids go on counting, so none is ever given to two lanes."""
+        self._tracks = []
 
     @property
     def tracks(self) -> tuple[Track, ...]:

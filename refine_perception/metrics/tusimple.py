@@ -1,7 +1,9 @@
 """TuSimple lane accuracy with the semantics of the benchmark's `evaluate/lane.py` (LaneEval), plus the
 F1 that CLRNet, GANet, CondLaneNet and others report next to it.
 
-Per image, lanes are x values at the ground truth's `h_samples` (negative = no point):
+Per image, lanes are x values at the ground truth's `h_samples` (negative = no point); a prediction may
+leave its `h_samples` out (the submission format), and one that states other rows is an error, since its
+x values would be compared at rows they were not computed for:
 - each ground-truth lane gets a tolerance of 20 px / cos(theta), theta = arctan of the slope of a least
   squares line x(y) through its points;
 - the accuracy of a prediction for a ground-truth lane is the fraction of all rows where
@@ -116,7 +118,7 @@ class TuSimpleResult:
 def tusimple_eval(preds: Sequence[TuSimpleRecord], gts: Sequence[TuSimpleRecord]) -> TuSimpleResult:
     """Score prediction records against ground-truth records, paired by `raw_file` like LaneEval (which
     also insists on one prediction per ground-truth image). A prediction without `run_time` counts as
-    fast enough."""
+    fast enough; one without `h_samples` is read at the ground truth's rows."""
     if len(preds) != len(gts):
         raise ValueError(f"{len(preds)} predictions for {len(gts)} ground-truth images; need one per image")
     by_file = {record.raw_file: record for record in gts}
@@ -125,12 +127,22 @@ def tusimple_eval(preds: Sequence[TuSimpleRecord], gts: Sequence[TuSimpleRecord]
         gt = by_file.get(pred.raw_file)
         if gt is None:
             raise ValueError(f"prediction for {pred.raw_file!r}, which is not in the ground truth")
+        if gt.h_samples is None:
+            raise ValueError(f"{gt.raw_file}: the ground truth has no h_samples")
         rows = len(gt.h_samples)
         pred_xs, gt_xs = _x_table(pred, rows, "prediction"), _x_table(gt, rows, "ground truth")
+        if pred.h_samples is not None and not np.array_equal(pred.h_samples, gt.h_samples):
+            raise ValueError(f"{pred.raw_file}: the prediction's h_samples ({_describe(pred.h_samples)}) differ "
+                             f"from the ground truth's ({_describe(gt.h_samples)}); LaneEval reads x values at "
+                             "the ground truth's rows, so write those rows or leave h_samples out")
         a, p, n = image_scores(pred_xs, gt_xs, gt.h_samples, pred.run_time or 0.0)
         accuracy, fp, fn = accuracy + a, fp + p, fn + n
     count = max(len(by_file), 1)
     return TuSimpleResult(accuracy / count, fp / count, fn / count, len(by_file))
+
+
+def _describe(rows: np.ndarray) -> str:
+    return f"{rows[0]:g}..{rows[-1]:g}, {len(rows)} rows"
 
 
 def _x_table(record: TuSimpleRecord, rows: int, what: str) -> np.ndarray:

@@ -63,6 +63,33 @@ def config_dir() -> Path:
     return share_dir() / "config"
 
 
+class _StopSignals:
+    """SIGINT/SIGTERM only raise the `stop` flag, from before rclpy starts until it has shut down. rclpy's
+    own handler would invalidate the context while an executor may be inside a wait, and Python's default
+    would raise KeyboardInterrupt wherever the main thread is, so a second signal (`timeout`, an impatient
+    Ctrl-C) would break off the shutdown half way and leave DDS threads running into the interpreter's
+    exit (a traceback, or an abort). A signal after the first changes nothing: the shutdown is under way.
+    A plain flag, not a threading.Event: the handler runs in the main thread between two bytecodes, maybe
+    while it holds the Event's lock inside Event.wait, and Event.set would then wait for itself forever."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.stop = False
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopSignals:
+        self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.stop = True
+
+    def __exit__(self, *exc_info: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
 def run_nodes(
     entries: Sequence[tuple[type, list[str] | None]],
     args: list[str] | None = None,
@@ -71,48 +98,47 @@ def run_nodes(
 ) -> list[Any]:
     """Create the nodes (each with its own ROS arguments, or the process's when None), spin each in
     its own thread until SIGINT/SIGTERM, `duration_s`, or `until(nodes)` is true, then close them
-    cleanly. Returns the nodes, destroyed, so callers can read their final counters."""
-    # Our own SIGINT/SIGTERM handling: rclpy's would invalidate the context while an executor may
-    # be inside a wait, and the nodes could not stop their threads in order.
-    rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    nodes: list[Any] = []
-    spinners: list[tuple[SingleThreadedExecutor, threading.Thread]] = []
-    try:
-        for cls, ros_args in entries:
-            kwargs = {} if ros_args is None else {"cli_args": ros_args, "use_global_arguments": False}
-            try:
-                node = cls(**kwargs)
-            except Exception as error:  # noqa: BLE001 - reported as one line, not a traceback
-                raise NodeStartError(f"{cls.DEFAULT_NAME} cannot start: {error}") from error
-            nodes.append(node)
-        # One executor thread per node, so nodes never wait for each other. Not rclpy's
-        # MultiThreadedExecutor: while its pool threads wait for the GIL it re-polls ready entities
-        # in a busy loop: a core of CPU and late frames (benchmarks/bench_graph_runner.py).
-        for node in nodes:
-            executor = SingleThreadedExecutor()
-            executor.add_node(node)
-            thread = threading.Thread(target=executor.spin, name=f"executor:{node.node_name}", daemon=True)
-            thread.start()
-            spinners.append((executor, thread))
-        deadline = None if duration_s is None else time.monotonic() + duration_s
-        while not stop.wait(0.05) and (deadline is None or time.monotonic() < deadline) and not (until and until(nodes)):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        # Node threads first (nothing publishes any more), then the executors (running callbacks
-        # finish), then the nodes.
-        for node in nodes:
-            node.get_logger().info("shutting down")
-            node.stop()
-        for executor, thread in spinners:
-            executor.shutdown()
-            thread.join(timeout=5.0)
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown()
+    cleanly. Returns the nodes, destroyed, so callers can read their final counters. A signal while
+    the nodes are being created (a model loading) stops before the next one is made."""
+    with _StopSignals() as signals:
+        rclpy.init(args=args if args is not None else sys.argv, signal_handler_options=SignalHandlerOptions.NO)
+        nodes: list[Any] = []
+        spinners: list[tuple[SingleThreadedExecutor, threading.Thread]] = []
+        try:
+            for cls, ros_args in entries:
+                if signals.stop:
+                    break
+                kwargs = {} if ros_args is None else {"cli_args": ros_args, "use_global_arguments": False}
+                try:
+                    node = cls(**kwargs)
+                except Exception as error:  # noqa: BLE001 - reported as one line, not a traceback
+                    raise NodeStartError(f"{cls.DEFAULT_NAME} cannot start: {error}") from error
+                nodes.append(node)
+            # One executor thread per node, so nodes never wait for each other. Not rclpy's
+            # MultiThreadedExecutor: while its pool threads wait for the GIL it re-polls ready entities
+            # in a busy loop: a core of CPU and late frames (benchmarks/bench_graph_runner.py).
+            for node in nodes:
+                executor = SingleThreadedExecutor()
+                executor.add_node(node)
+                thread = threading.Thread(target=executor.spin, name=f"executor:{node.node_name}", daemon=True)
+                thread.start()
+                spinners.append((executor, thread))
+            deadline = None if duration_s is None else time.monotonic() + duration_s
+            while not (signals.stop or (deadline is not None and time.monotonic() >= deadline)
+                       or (until and until(nodes))):
+                time.sleep(0.05)
+        finally:
+            # Node threads first (nothing publishes any more), then the executors (running callbacks
+            # finish), then the nodes, then rclpy; the signal handlers stay ours until it is all down.
+            for node in nodes:
+                node.get_logger().info("shutting down")
+                node.stop()
+            for executor, thread in spinners:
+                executor.shutdown()
+                thread.join(timeout=5.0)
+            for node in nodes:
+                node.destroy_node()
+            rclpy.try_shutdown()
     return nodes
 
 

@@ -17,6 +17,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from refine_perception.core.image_codec import (
+    MAX_IMAGE_PIXELS,
     PASSTHROUGH,
     Buffer,
     ImageFormatError,
@@ -35,10 +36,11 @@ def _uint8_array(data: Buffer) -> array.array:
     return out
 
 
-def image_to_numpy(msg: Image, desired: str = PASSTHROUGH) -> np.ndarray:
+def image_to_numpy(msg: Image, desired: str = PASSTHROUGH, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
     """The pixels of msg (see core.image_codec.decode_raw); a view of msg.data when no conversion is
     needed, so writing into it writes into the message."""
-    return decode_raw(msg.data, msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian), desired)
+    return decode_raw(msg.data, msg.height, msg.width, msg.encoding, msg.step, bool(msg.is_bigendian), desired,
+                      max_pixels)
 
 
 def numpy_to_image(
@@ -55,9 +57,11 @@ def numpy_to_image(
     return msg
 
 
-def compressed_to_numpy(msg: CompressedImage, desired: str = "bgr8") -> np.ndarray:
+def compressed_to_numpy(
+    msg: CompressedImage, desired: str = "bgr8", max_pixels: int = MAX_IMAGE_PIXELS
+) -> np.ndarray:
     """The pixels of msg in the desired encoding (see core.image_codec.decode_compressed)."""
-    return decode_compressed(msg.data, msg.format, desired)
+    return decode_compressed(msg.data, msg.format, desired, max_pixels)
 
 
 def numpy_to_compressed(
@@ -77,9 +81,12 @@ def numpy_to_compressed(
     return msg
 
 
-def to_bgr(msg: Image | CompressedImage) -> np.ndarray:
-    """A camera image message (raw or compressed) as BGR pixels: zero-copy for raw bgr8."""
-    return image_to_numpy(msg, desired="bgr8") if isinstance(msg, Image) else compressed_to_numpy(msg, "bgr8")
+def to_bgr(msg: Image | CompressedImage, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """A camera image message (raw or compressed) as BGR pixels: zero-copy for raw bgr8. An image of more
+    than max_pixels pixels (a compressed one measured from its header) raises ImageFormatError."""
+    if isinstance(msg, Image):
+        return image_to_numpy(msg, "bgr8", max_pixels)
+    return compressed_to_numpy(msg, "bgr8", max_pixels)
 
 
 def depth_to_metres(msg: Image) -> np.ndarray:

@@ -34,10 +34,10 @@ class ImageConverter(PerceptionNode):
             self.subscribe_frames(CompressedImage, "image_raw/compressed", self._on_compressed)
 
     def _on_raw(self, msg: Image) -> None:
-        self._publish(image_to_numpy(msg, desired=self.params.encoding), msg)
+        self._publish(image_to_numpy(msg, self.params.encoding, self.params.max_image_pixels), msg)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
-        self._publish(compressed_to_numpy(msg, desired=self.params.encoding), msg)
+        self._publish(compressed_to_numpy(msg, self.params.encoding, self.params.max_image_pixels), msg)
 
     def _publish(self, image: Any, source: Any) -> None:
         out = numpy_to_image(image, self.params.encoding)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
-import torch
 from sensor_msgs.msg import CameraInfo, Image
 
 from refine_msgs.msg import InstanceArray
 from refine_perception.instances.grasps import GraspSettings, add_grasps
 from refine_perception.instances.predict import InstancePredictor
+from refine_perception.core.camera import CameraModelError
+from refine_perception.core.image_codec import MAX_IMAGE_PIXELS, ImageFormatError
 from refine_perception.instances.result import InstanceResult
 from refine_perception.ros.graph_runner import shipped_model
 from refine_perception.ros.image_convert import depth_to_metres, to_bgr
 from refine_perception.ros.instance_messages import instance_array
+from refine_perception.ros.messages import camera_from_info
 from refine_perception.ros.node_base import settings_from_params
 
 DEFAULT_INSTANCE_MODEL = "spatial_embeddings_sticks.safetensors"
@@ -44,6 +46,7 @@ class InstanceSettings:
     grasps: bool = True
     table_distance_m: float = 0.7
     grasp_margin_m: float = 0.01
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     @classmethod
     def from_params(cls, params: Any) -> InstanceSettings:
@@ -51,13 +54,23 @@ class InstanceSettings:
 
 
 def open_instance_predictor(model: str, device: str = "", threads: int = 0) -> tuple[InstancePredictor, str]:
-    """The predictor of `model` (empty: the shipped default) and a description of where it runs.
-    Raises ModelFileError for a missing or damaged file."""
-    if threads > 0:
-        torch.set_num_threads(threads)
+    """The predictor of `model` (empty: the shipped default) and a description of where it runs;
+    `threads` > 0 bounds the network's CPU threads in the thread that runs it only (other nodes of the
+    process keep theirs). Raises ModelFileError for a missing or damaged file."""
     path = Path(model) if model else default_instance_model_path()
     target = device or "cpu"
-    return InstancePredictor.from_file(path, device=target), f"torch {target} fp32 ({torch.get_num_threads()} threads)"
+    where = f"{threads} threads" if threads > 0 else "torch's default threads"
+    return InstancePredictor.from_file(path, device=target, threads=threads), f"torch {target} fp32 ({where})"
+
+
+class InstanceFrame(NamedTuple):
+    """One frame's output: the InstanceArray, the decoded BGR image, the instances, and what was wrong
+    with the frame's optional inputs (each left out of the result: no grasps, or grasps on the table)."""
+
+    instances: InstanceArray
+    image: np.ndarray
+    results: list[InstanceResult]
+    problems: list[str]
 
 
 class InstancePipeline:
@@ -68,23 +81,32 @@ class InstancePipeline:
         self.predictor = predictor
         self.settings = settings
 
-    def __call__(self, msg: Any, info: CameraInfo | None = None,
-                 depth: Image | None = None) -> tuple[InstanceArray, np.ndarray, list[InstanceResult]]:
-        """The InstanceArray of image message `msg`, the decoded BGR image and the instances."""
+    def __call__(self, msg: Any, info: CameraInfo | None = None, depth: Image | None = None) -> InstanceFrame:
+        """The instances of image message `msg`. A bad image raises ImageFormatError; a bad CameraInfo
+        costs the grasps and a bad depth image the sticks' heights (each listed in `problems`)."""
         s = self.settings
-        image = to_bgr(msg)
+        image = to_bgr(msg, s.max_image_pixels)
         height, width = image.shape[:2]
         self.predictor.settings = replace(self.predictor.settings, seed_threshold=s.seed_threshold,
                                           min_pixels=s.min_pixels, max_instances=s.max_instances)
         results = [r for r in self.predictor([image])[0] if r.score >= s.score_threshold]
-        if s.grasps and info is not None:
-            if (info.width, info.height) != (width, height) or not any(info.k):
-                raise ValueError(f"CameraInfo {info.width}x{info.height} with K {list(info.k)} does not describe "
-                                 f"the {width}x{height} image")
-            metres = None if depth is None else depth_to_metres(depth)
-            if metres is not None and metres.shape != (height, width):
-                raise ValueError(f"depth image {metres.shape[1]}x{metres.shape[0]} does not match the "
-                                 f"{width}x{height} camera image")
-            results = add_grasps(results, np.asarray(info.k, dtype=np.float64).reshape(3, 3), s.table_distance_m,
-                                 GraspSettings(margin_m=s.grasp_margin_m), metres)
-        return instance_array(msg.header, (height, width), results), image, results
+        problems = []
+        K = None
+        if info is not None:
+            try:
+                K = camera_from_info(info, width, height).K
+            except CameraModelError as error:
+                problems.append(f"CameraInfo left out (no grasps): {error}")
+        metres = None
+        if depth is not None:
+            try:
+                metres = depth_to_metres(depth)
+                if metres.shape != (height, width):
+                    raise ImageFormatError(f"depth image {metres.shape[1]}x{metres.shape[0]} does not match the "
+                                           f"{width}x{height} camera image")
+            except ImageFormatError as error:
+                metres = None
+                problems.append(f"depth left out (sticks taken to lie on the table): {error}")
+        if s.grasps and K is not None:
+            results = add_grasps(results, K, s.table_distance_m, GraspSettings(margin_m=s.grasp_margin_m), metres)
+        return InstanceFrame(instance_array(msg.header, (height, width), results), image, results, problems)

@@ -29,7 +29,7 @@ from refine_perception.ros.instance_pipeline import (
     default_instance_model_path,
     open_instance_predictor,
 )
-from refine_perception.ros.node_base import INPUT_PARAMS, Param, PerceptionNode, node_main
+from refine_perception.ros.node_base import INPUT_PARAMS, STAMP_PARAMS, Param, PerceptionNode, node_main
 
 _DEFAULTS = InstanceSettings()  # the output-shaping parameters' defaults live with the pipeline
 
@@ -58,8 +58,7 @@ class InstanceSegmenter(PerceptionNode):
               read_only=True),
         Param("use_depth", True, "Also match a depth image (depth/image_raw, 16UC1 mm or 32FC1 m) for the "
               "sticks' heights", read_only=True),
-        Param("sync_slop_s", 0.02, "Largest stamp difference between matched inputs", min=0.0, max=1.0,
-              read_only=True),
+        *STAMP_PARAMS,
         Param("table_distance_m", _DEFAULTS.table_distance_m, "Camera to table along the optical axis, used "
               "where there is no depth", min=0.01, max=100.0),
         Param("grasp_margin_m", _DEFAULTS.grasp_margin_m, "Gripper opening beyond the stick's width", min=0.0,
@@ -90,17 +89,19 @@ class InstanceSegmenter(PerceptionNode):
             if p.use_depth:
                 inputs.append((Image, "depth/image_raw"))
         if len(inputs) > 1:
-            self.subscribe_synced_frames(inputs, self._on_frame, p.sync_slop_s)
+            self.subscribe_synced_frames(inputs, self._on_frame, optional={
+                "camera_info": "instances without grasps",
+                "depth/image_raw": "grasps take the sticks to lie on the table (table_distance_m)",
+            })
         else:
             self.subscribe_frames(image_type, inputs[0][1], self._on_frame)
 
     def _on_frame(self, msg: Image | CompressedImage, info: CameraInfo | None = None,
                   depth: Image | None = None) -> None:
-        if self.pipeline is None:
-            self.counters.count_dropped("no_model")
-            return
+        assert self.pipeline is not None  # frames reach here only when the model opened
         self.pipeline.settings = InstanceSettings.from_params(self.params)
-        instances, image, results = self.pipeline(msg, info, depth)
+        instances, image, results, problems = self.pipeline(msg, info, depth)
+        self.input_problems(problems)
         self._instances_pub.publish(instances)
         self.arrays_published += 1
         self._markers_pub.publish(instance_markers(instances, score_threshold=self.params.marker_score_threshold))

@@ -25,7 +25,7 @@ from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.ros.image_convert import numpy_to_image
 from refine_perception.ros.lane_messages import draw_overlay, lane_markers
 from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, default_model_path, open_predictor
-from refine_perception.ros.node_base import INPUT_PARAMS, Param, PerceptionNode, node_main
+from refine_perception.ros.node_base import INPUT_PARAMS, STAMP_PARAMS, Param, PerceptionNode, node_main
 
 _DEFAULTS = PipelineSettings()  # the output-shaping parameters' defaults live with the pipeline
 
@@ -57,8 +57,7 @@ class LaneDetector(PerceptionNode):
               min=-1.0, max=0.95),
         Param("use_camera_info", True, "Match a CameraInfo to each image (by stamp) for ground projection",
               read_only=True),
-        Param("sync_slop_s", 0.02, "Largest image/CameraInfo stamp difference that still matches", min=0.0,
-              max=1.0, read_only=True),
+        *STAMP_PARAMS,
         Param("camera_height_m", _DEFAULTS.camera_height_m, "Camera height above the road (static extrinsic)", min=0.01, max=100.0),
         Param("camera_pitch_rad", _DEFAULTS.camera_pitch_rad, "Camera pitch, positive looks down", min=-1.5, max=1.5),
         Param("camera_roll_rad", _DEFAULTS.camera_roll_rad, "Camera roll about the optical axis", min=-1.5, max=1.5),
@@ -90,17 +89,20 @@ class LaneDetector(PerceptionNode):
         image_topic = "image_raw" if p.transport == "raw" else "image_raw/compressed"
         if p.use_camera_info:
             self.subscribe_synced_frames([(image_type, image_topic), (CameraInfo, "camera_info")], self._on_frame,
-                                         p.sync_slop_s)
+                                         optional={"camera_info": "lanes without ground points"})
         else:
             self.subscribe_frames(image_type, image_topic, lambda msg: self._on_frame(msg, None))
 
+    def reset_state(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.reset()
+
     def _on_frame(self, msg: Image | CompressedImage, info: CameraInfo | None) -> None:
-        if self.pipeline is None:
-            self.counters.count_dropped("no_model")
-            return
+        assert self.pipeline is not None  # frames reach here only when the model opened
         # parameters that may change at run time (score/NMS thresholds, mounting, ...) take effect here
         self.pipeline.settings = PipelineSettings.from_params(self.params)
-        lanes, image = self.pipeline(msg, info)
+        lanes, image, problems = self.pipeline(msg, info)
+        self.input_problems(problems)
         self._lanes_pub.publish(lanes)
         self.lanes_published += 1
         self._markers_pub.publish(lane_markers(lanes, image_frame=self.params.image_frame))

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
 from refine_msgs.msg import LaneArray
 from refine_perception.core.camera import CameraModelError, PinholeCamera
+from refine_perception.core.image_codec import MAX_IMAGE_PIXELS
 from refine_perception.lanes.backends import BackendConfig, open_lane_backend
 from refine_perception.lanes.ground import project_lanes
 from refine_perception.lanes.tracking import LaneTracker
@@ -23,6 +24,7 @@ from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.ros.graph_runner import shipped_model
 from refine_perception.ros.image_convert import to_bgr
 from refine_perception.ros.lane_messages import lane_array
+from refine_perception.ros.messages import camera_from_info
 from refine_perception.ros.node_base import settings_from_params
 
 DEFAULT_MODEL = "clrnet_r18_synthetic.safetensors"
@@ -50,6 +52,7 @@ class PipelineSettings:
     tracking: bool = True
     max_missed: int = 2
     smoothing: float = 0.7
+    max_image_pixels: int = MAX_IMAGE_PIXELS
 
     @classmethod
     def from_params(cls, params: Any) -> PipelineSettings:
@@ -72,9 +75,18 @@ def open_predictor(model: str, backend: str = "auto", device: str = "", precisio
             f"{info.name} {info.device} {info.precision} ({info.provider})")
 
 
+class LaneFrame(NamedTuple):
+    """One frame's output: the LaneArray, the decoded BGR image, and what was wrong with the frame's
+    optional inputs (each left out of the result, which is still complete without it)."""
+
+    lanes: LaneArray
+    image: np.ndarray
+    problems: list[str]
+
+
 class LanePipeline:
     """Per frame: decode the image (zero-copy for bgr8), predict, project onto the road plane when a
-    CameraInfo is given, track, and build the LaneArray (header = the image's)."""
+    usable CameraInfo is given, track, and build the LaneArray (header = the image's)."""
 
     def __init__(self, predictor: LanePredictor, settings: PipelineSettings, model_cut_ratio: float) -> None:
         self.predictor = predictor
@@ -82,37 +94,41 @@ class LanePipeline:
         self.model_cut_ratio = model_cut_ratio
         self.tracker = LaneTracker(max_missed=settings.max_missed, smoothing=settings.smoothing)
 
-    def decode_settings(self, height: int) -> DecodeSettings:
+    def reset(self) -> None:
+        """Forget the tracks (ids keep counting up, so an old id never names a new lane)."""
+        self.tracker.reset()
+
+    def decode_settings(self, width: int, height: int) -> DecodeSettings:
         s = self.settings
         ratio = self.model_cut_ratio if s.cut_height_ratio < 0 else s.cut_height_ratio
-        return DecodeSettings(cut_height=min(int(round(ratio * height)), height - 1),
+        return DecodeSettings(ori_width=width, ori_height=height, cut_height=min(int(round(ratio * height)), height - 1),
                               conf_threshold=s.score_threshold, nms_threshold=s.nms_threshold,
                               max_lanes=s.max_lanes)
 
-    def camera(self, info: CameraInfo | None, width: int, height: int) -> PinholeCamera | None:
-        if info is None:
-            return None
-        if (info.width, info.height) != (width, height) or not any(info.k):
-            raise CameraModelError(f"CameraInfo {info.width}x{info.height} with K {list(info.k)} does not "
-                                   f"describe the {width}x{height} image")
+    def camera(self, info: CameraInfo, width: int, height: int) -> PinholeCamera:
+        """The camera of `info` with the mounting parameters; CameraModelError when unusable."""
         s = self.settings
-        return PinholeCamera.from_camera_info(
-            {"k": np.asarray(info.k).reshape(3, 3), "d": list(info.d), "width": info.width, "height": info.height,
-             "distortion_model": info.distortion_model},
-            {"mount_height": s.camera_height_m, "pitch": s.camera_pitch_rad, "roll": s.camera_roll_rad,
-             "yaw": s.camera_yaw_rad},
-        )
+        return camera_from_info(info, width, height, {"mount_height": s.camera_height_m, "pitch": s.camera_pitch_rad,
+                                                      "roll": s.camera_roll_rad, "yaw": s.camera_yaw_rad})
 
-    def __call__(self, msg: Any, info: CameraInfo | None = None) -> tuple[LaneArray, np.ndarray]:
-        """The LaneArray of image message `msg` (Image or CompressedImage), and the decoded BGR image."""
-        image = to_bgr(msg)
+    def __call__(self, msg: Any, info: CameraInfo | None = None) -> LaneFrame:
+        """The lanes of image message `msg` (Image or CompressedImage). A bad image raises
+        ImageFormatError; a bad CameraInfo only costs the ground points (listed in `problems`)."""
+        image = to_bgr(msg, self.settings.max_image_pixels)
         height, width = image.shape[:2]
-        self.predictor.settings = self.decode_settings(height)
+        self.predictor.settings = self.decode_settings(width, height)
         prediction = self.predictor([image])[0]
-        camera = self.camera(info, width, height)
+        problems = []
+        camera = None
+        if info is not None:
+            try:
+                camera = self.camera(info, width, height)
+            except CameraModelError as error:
+                problems.append(f"CameraInfo left out: {error}")
         s = self.settings
+        self.tracker.configure(max_missed=s.max_missed, smoothing=s.smoothing)
         ground = project_lanes(camera, prediction.lanes, max_range=s.max_range_m) if camera else None
         ids = self.tracker.update(prediction.lanes, ground) if s.tracking else None
         lanes = lane_array(msg.header, (height, width), prediction, ids, ground,
                            s.ground_frame if camera is not None else "")
-        return lanes, image
+        return LaneFrame(lanes, image, problems)

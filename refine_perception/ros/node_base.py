@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 from types import SimpleNamespace
 from typing import Any, ClassVar, TypeVar
@@ -34,8 +34,8 @@ from rclpy.qos import (
     qos_profile_sensor_data,
 )
 
-from refine_perception.core.image_codec import ImageFormatError
-from refine_perception.core.sync import ApproximateTimeSync, StampError
+from refine_perception.core.image_codec import MAX_IMAGE_PIXELS, ImageFormatError
+from refine_perception.core.sync import NANOSECONDS, ApproximateTimeSync, StampError, header_stamp_ns
 from refine_perception.core.stats import FrameCounters, LatencyWindow, RateMeter
 
 ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
@@ -120,10 +120,40 @@ INPUT_PARAMS = (
         max=100,
         read_only=True,
     ),
+    Param(
+        "max_image_pixels",
+        MAX_IMAGE_PIXELS,
+        "Largest width*height of an input image; larger ones (compressed ones judged by their header, "
+        "before decoding) are dropped as malformed",
+        min=1,
+    ),
 )
 COMMON_PARAMS = (
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status", min=0.1, max=60.0, read_only=True),
 )
+STAMP_PARAMS = (  # nodes that match inputs by stamp or keep state across frames
+    Param("sync_slop_s", 0.02, "Largest stamp difference between matched inputs", min=0.0, max=1.0, read_only=True),
+    Param("optional_input_timeout_s", 2.0, "After this long without a message on an optional input (CameraInfo, "
+          "depth), images are processed without it (WARN on /diagnostics) until it is back; 0 = wait for it",
+          min=0.0, max=3600.0),
+    Param("time_jump_s", 1.0, "A stamp this much older than the newest on its topic is a jump back in time (a "
+          "looping bag, a restarted simulation): matching and tracking start afresh", min=0.001, max=1e6),
+)
+
+
+@dataclass
+class _Matching:
+    """The state of one set of stamp-matched inputs: the synchroniser, the topics (the image first), what
+    each optional one adds, when each last sent something, and since when an image waits for partners."""
+
+    sync: ApproximateTimeSync
+    names: list[str]
+    optional: dict[str, str]
+    seen: list[float | None] = field(init=False)
+    waiting_since: float | None = None
+
+    def __post_init__(self) -> None:
+        self.seen = [None] * len(self.names)
 
 
 class PerceptionNode(Node):
@@ -153,6 +183,10 @@ class PerceptionNode(Node):
         self.model_error = ""  # set by nodes whose model could not be opened: status ERROR, frames dropped
         self._workers: list[_LatestFrameWorker] = []
         self._syncs: list[ApproximateTimeSync] = []
+        self._newest_stamp: dict[str, int] = {}  # per input topic, to see time jump back
+        self.time_jumps = 0
+        self._reset_pending = threading.Event()  # set on a time jump, consumed by the frame worker
+        self.missing_inputs: dict[str, str] = {}  # optional input topic -> what the output lacks without it
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self.publish_diagnostics)
 
@@ -180,44 +214,102 @@ class PerceptionNode(Node):
         building a backlog, and a bad frame is logged and counted instead of stopping the node."""
         worker = _LatestFrameWorker(self, handler, topic)
         self._workers.append(worker)
-        self.create_subscription(msg_type, topic, worker.offer, self.input_qos())
+
+        def offer(msg: Any) -> None:
+            self._watch_stamp(topic, msg)
+            worker.offer(msg)
+
+        self.create_subscription(msg_type, topic, offer, self.input_qos())
 
     def subscribe_synced_frames(self, inputs: Sequence[tuple[type, str]], handler: Callable[..., None],
-                                slop: float, queue_size: int = 10) -> None:
-        """Like `subscribe_frames`, for messages of several topics matched by stamp (approximate time):
-        an image and its CameraInfo, say, or also a depth image. `handler` gets one of each, in order.
+                                optional: dict[str, str], queue_size: int = 10) -> None:
+        """Like `subscribe_frames`, for messages of several topics matched by stamp (approximate time,
+        `sync_slop_s`): an image and its CameraInfo, say, or also a depth image. `handler` gets one of
+        each, in order. Unmatched messages are dropped by the synchroniser and counted there; matched
+        sets go through the newest-frame worker.
 
-        message_filters' ApproximateTimeSynchronizer is used where it is installed; elsewhere (it is not
-        on PyPI) our `core.sync.ApproximateTimeSync`, which keeps its contract. Unmatched messages are
-        dropped by the synchroniser and counted there; matched sets go through the newest-frame worker.
+        The first input is required; `optional` maps the topics of the others to what the output lacks
+        without them. One that stays silent for `optional_input_timeout_s` stops holding the images
+        back: they are handled with None in its place and /diagnostics says so (WARN) until it returns.
+        Our `core.sync.ApproximateTimeSync` keeps message_filters' contract and adds that, hence it is
+        used rather than message_filters (which is not on PyPI anyway).
         """
         topic = inputs[0][1]
         worker = _LatestFrameWorker(self, lambda matched: handler(*matched), topic)
         self._workers.append(worker)
         qos = self.input_qos()
+        sync = ApproximateTimeSync(len(inputs), queue_size, self.params.sync_slop_s,
+                                   lambda *messages: worker.offer(messages))
+        self._syncs.append(sync)
+        matching = _Matching(sync, [name for _, name in inputs], optional)
+        for index, (kind, name) in enumerate(inputs):
+            self.create_subscription(kind, name, partial(self._sync_input, matching, index), qos)
 
-        def matched(*messages: Any) -> None:
-            worker.offer(messages)
-
+    def _sync_input(self, matching: _Matching, index: int, msg: Any) -> None:
+        sync, topic = matching.sync, matching.names[index]
+        now = time.monotonic()
+        if index:
+            matching.seen[index] = now
+            if sync.is_absent(index):
+                sync.set_absent(index, False)
+                self.missing_inputs.pop(topic, None)
+                self.get_logger().info(f"{topic} is back: matching images with it again")
+        else:
+            self._leave_out_silent_inputs(matching, now)
         try:
-            import message_filters
-        except ImportError:
-            sync = ApproximateTimeSync(len(inputs), queue_size, slop, matched)
-            self._syncs.append(sync)
-            for index, (kind, name) in enumerate(inputs):
-                self.create_subscription(kind, name, partial(self._sync_input, sync, index, name), qos)
-            return
-        subscribers = [message_filters.Subscriber(self, kind, name, qos_profile=qos) for kind, name in inputs]
-        synchronizer = message_filters.ApproximateTimeSynchronizer(subscribers, queue_size, slop)
-        synchronizer.registerCallback(matched)
-        self._message_filters = (subscribers, synchronizer)  # keep them alive with the node
-
-    def _sync_input(self, sync: ApproximateTimeSync, index: int, topic: str, msg: Any) -> None:
-        try:
-            sync.add(index, msg)
+            self._watch_stamp(topic, msg)
+            emitted = sync.add(index, msg)
         except StampError as error:
             self.counters.count_dropped("malformed")
             self.get_logger().warning(f"dropped a message on {topic}: {error}", throttle_duration_sec=1.0)
+            return
+        if emitted:
+            matching.waiting_since = None
+        elif index == 0 and matching.waiting_since is None:
+            matching.waiting_since = now
+
+    def _leave_out_silent_inputs(self, matching: _Matching, now: float) -> None:
+        """Leave out each optional input that has sent nothing since the oldest image still waiting for
+        its partners arrived, `optional_input_timeout_s` ago or more. Counting from a waiting image, not
+        the clock, keeps a paused stream (a paused bag, a player waiting for results) from looking like a
+        silent partner, and still frees a slow camera's images after its second frame."""
+        timeout = self.params.optional_input_timeout_s
+        since = matching.waiting_since
+        if timeout <= 0 or since is None or now - since <= timeout:
+            return
+        for index, topic in enumerate(matching.names[1:], start=1):
+            seen = matching.seen[index]
+            if not matching.sync.is_absent(index) and (seen is None or seen < since):
+                matching.sync.set_absent(index, True)
+                self.missing_inputs[topic] = matching.optional[topic]
+                self.get_logger().warning(f"no message on {topic} for {now - since:.1f} s: images are processed "
+                                          f"without it ({matching.optional[topic]})")
+
+    def _watch_stamp(self, topic: str, msg: Any) -> None:
+        """Notice a jump back in time on `topic` (a looping bag, a restarted simulation): the stamp
+        synchronisers would discard every later message as late and the tracker would link frames of
+        two timelines, so both start afresh, as ROS nodes do on a clock reset; logged once per jump."""
+        threshold = getattr(self.params, "time_jump_s", None)
+        if threshold is None:
+            return
+        try:
+            stamp = header_stamp_ns(msg)
+        except StampError:  # the synchroniser counts it; an unsynced frame needs no stamp
+            return
+        newest = self._newest_stamp.get(topic)
+        if newest is not None and newest - stamp > threshold * NANOSECONDS:
+            self.time_jumps += 1
+            self.get_logger().warning(f"time jumped back on {topic}: {stamp / NANOSECONDS:.3f} s after "
+                                      f"{newest / NANOSECONDS:.3f} s; stamp matching and tracking start afresh")
+            self._newest_stamp.clear()
+            for sync in self._syncs:
+                sync.reset()
+            self._reset_pending.set()
+        self._newest_stamp[topic] = max(stamp, self._newest_stamp.get(topic, stamp))
+
+    def reset_state(self) -> None:
+        """Forget what was carried from frame to frame (tracks); called on the frame worker's thread after
+        a time jump. Nodes with such state override it."""
 
     def unmatched(self) -> int:
         """Messages our stamp synchronisers dropped without a partner (message_filters does not say)."""
@@ -234,6 +326,14 @@ class PerceptionNode(Node):
                 f"failed on a frame from {topic}: {error!r}\n{''.join(traceback.format_exception(error))}",
                 throttle_duration_sec=1.0,
             )
+
+    def input_problems(self, problems: Sequence[str]) -> None:
+        """Count and log the optional inputs a frame's result was made without because they were bad (a
+        CameraInfo with K all zeros, a depth image of another size): malformed messages, though the
+        image itself was processed."""
+        for problem in problems:
+            self.counters.count_dropped("malformed")
+            self.get_logger().warning(f"malformed input: {problem}", throttle_duration_sec=1.0)
 
     # --- diagnostics -------------------------------------------------------------------------------
 
@@ -254,6 +354,11 @@ class PerceptionNode(Node):
         values.update({f"latency_{k}_ms": f"{v:.2f}" for k, v in latency.items()})
         if self.backend:
             values["backend"] = self.backend
+        if self.time_jumps:
+            values["time_jumps"] = str(self.time_jumps)
+        missing = dict(self.missing_inputs)
+        if missing:
+            values["missing_inputs"] = ", ".join(missing)
         values.update(self.diagnostic_values())
         if self.model_error:
             values["model_error"] = self.model_error
@@ -267,6 +372,9 @@ class PerceptionNode(Node):
         failures = counts.get("dropped_malformed", 0) + counts.get("dropped_error", 0)
         if failures:
             level = _WARN
+        if missing:
+            level = _WARN
+            message += "; " + "; ".join(f"no {topic}: {lacks}" for topic, lacks in missing.items())
         return level, message, values
 
     def publish_diagnostics(self) -> None:
@@ -328,6 +436,12 @@ class _LatestFrameWorker:
                     return
                 msg, received_at = self._slot
                 self._slot = None
+            if self._node.model_error:  # nothing to run the frame through
+                self._node.counters.count_dropped("no_model")
+                continue
+            if self._node._reset_pending.is_set():
+                self._node._reset_pending.clear()
+                self._node.reset_state()
             try:
                 self._handler(msg)
             except Exception as error:  # noqa: BLE001 - a bad frame must never stop the node
@@ -347,10 +461,12 @@ def node_main(node_class: type[PerceptionNode], args: list[str] | None = None) -
     """Entry point of a node executable: ROS arguments come from the command line, as launch_ros gives them."""
     import sys
 
-    from refine_perception.ros.graph_runner import NodeStartError, run_nodes
-
     try:
+        from refine_perception.ros.graph_runner import NodeStartError, run_nodes
+
         run_nodes([(node_class, None)], args=args)
+    except KeyboardInterrupt:  # Ctrl-C before run_nodes handles the signals: nothing runs yet to stop
+        return 130
     except NodeStartError as error:
         print(error, file=sys.stderr)
         return 1

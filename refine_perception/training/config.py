@@ -315,15 +315,19 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 
 
 def load_config(path: str | Path | None, overrides: Sequence[str] = (), kind: type[T] = LanesTrainConfig) -> T:
-    """The validated `kind` config of a YAML file (None: the defaults) with overrides applied."""
+    """The validated `kind` config of a YAML file (None: the defaults) with overrides applied. A file
+    without settings is an error: it is far likelier a wrong or unsaved file than a request for a
+    default run (leave --config out for that)."""
     tree: Any = {}
     if path is not None:
         try:
-            tree = yaml.safe_load(Path(path).read_text()) or {}
+            tree = yaml.safe_load(Path(path).read_text())
         except OSError as err:
             raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
+        if tree is None:
+            raise ConfigError(f"{path}: the config file is empty (leave the config out to train with the defaults)")
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping, got {type(tree).__name__}")
     return from_dict(kind, apply_overrides(tree, overrides))

@@ -1,5 +1,6 @@
 """TuSimple lane files: json lines with `raw_file`, `h_samples` and `lanes` (one x per h_sample, -2 where
-the lane has no point); prediction files add `run_time` in milliseconds.
+the lane has no point); prediction files add `run_time` in milliseconds and may leave `h_samples` out
+(the official submission form: LaneEval reads the rows from the ground truth).
 
 The records keep the per-row x values because the TuSimple metric works on them; `lanes()` gives the
 common (N, 2) bottom-to-top form.
@@ -32,15 +33,19 @@ H_SAMPLES = tuple(range(160, 720, 10))
 
 @dataclass(frozen=True)
 class TuSimpleRecord:
-    """One json line. `xs[i, j]` is the x of lane i at row `h_samples[j]`; negative means no point."""
+    """One json line. `xs[i, j]` is the x of lane i at row `h_samples[j]`; negative means no point.
+    `h_samples` is None for a prediction that takes its rows from the ground truth."""
 
     raw_file: str
-    h_samples: np.ndarray
+    h_samples: np.ndarray | None
     xs: np.ndarray
     run_time: float | None = None
 
     def lanes(self) -> tuple[np.ndarray, ...]:
         """The lanes as (N, 2) arrays, bottom to top, rows without a point left out (empty lanes kept)."""
+        if self.h_samples is None:
+            raise ValueError(f"{self.raw_file}: a prediction without h_samples has no rows of its own; "
+                             "its lanes are at the ground truth's h_samples")
         order = np.argsort(-self.h_samples, kind="stable")
         ys = self.h_samples[order].astype(np.float64)
         out = []
@@ -75,11 +80,10 @@ class TuSimpleRecord:
         return cls(raw_file, rows, xs, run_time)
 
     def to_json(self) -> str:
-        doc: dict[str, object] = {
-            "lanes": [[_compact(x) for x in row] for row in self.xs],
-            "h_samples": [_compact(y) for y in self.h_samples],
-            "raw_file": self.raw_file,
-        }
+        doc: dict[str, object] = {"lanes": [[_compact(x) for x in row] for row in self.xs]}
+        if self.h_samples is not None:
+            doc["h_samples"] = [_compact(y) for y in self.h_samples]
+        doc["raw_file"] = self.raw_file
         if self.run_time is not None:
             doc["run_time"] = _compact(self.run_time)
         return json.dumps(doc)
@@ -92,28 +96,33 @@ def _compact(value: float) -> int | float:
 
 
 def parse_tusimple_line(text: str, path: str | Path, line: int, prediction: bool = False) -> TuSimpleRecord:
-    """Parse one json line of a label file (or of a prediction file: `run_time` is then required)."""
+    """Parse one json line of a label file (or of a prediction file: `run_time` is then required and
+    `h_samples` optional, as in TuSimple's submission format)."""
     doc = parse_json(text, path, line, line)
     if not isinstance(doc, dict):
         raise AnnotationError(path, line, "expected a json object")
-    required = ("raw_file", "h_samples", "lanes") + (("run_time",) if prediction else ())
+    required = ("raw_file", "lanes", "run_time") if prediction else ("raw_file", "h_samples", "lanes")
     missing = [key for key in required if key not in doc]
     if missing:
         raise AnnotationError(path, line, f"missing key(s) {', '.join(missing)}")
     raw_file = doc["raw_file"]
     if not isinstance(raw_file, str) or not raw_file:
         raise AnnotationError(path, line, "raw_file must be a non-empty string")
-    if not isinstance(doc["h_samples"], list) or not doc["h_samples"]:
-        raise AnnotationError(path, line, "h_samples must be a non-empty list")
-    rows = np.array([parse_number(y, path, line, f"h_samples[{j}]") for j, y in enumerate(doc["h_samples"])])
+    rows: np.ndarray | None = None
+    if "h_samples" in doc:
+        if not isinstance(doc["h_samples"], list) or not doc["h_samples"]:
+            raise AnnotationError(path, line, "h_samples must be a non-empty list")
+        rows = np.array([parse_number(y, path, line, f"h_samples[{j}]") for j, y in enumerate(doc["h_samples"])])
     lanes = doc["lanes"]
-    if not isinstance(lanes, list):
+    if not isinstance(lanes, list) or not all(isinstance(lane, list) for lane in lanes):
         raise AnnotationError(path, line, "lanes must be a list of lists")
-    xs = np.full((len(lanes), len(rows)), MISSING)
+    # Without h_samples the first lane sets the row count; the metric checks it against the ground truth.
+    width = len(rows) if rows is not None else len(lanes[0]) if lanes else 0
+    xs = np.full((len(lanes), width), MISSING)
     for i, lane in enumerate(lanes):
-        if not isinstance(lane, list) or len(lane) != len(rows):
-            size = len(lane) if isinstance(lane, list) else type(lane).__name__
-            raise AnnotationError(path, line, f"lane {i} has {size} x values for {len(rows)} h_samples")
+        if len(lane) != width:
+            against = f"for {len(rows)} h_samples" if rows is not None else f"but lane 0 has {width}"
+            raise AnnotationError(path, line, f"lane {i} has {len(lane)} x values {against}")
         xs[i] = [parse_number(x, path, line, f"lanes[{i}][{j}]") for j, x in enumerate(lane)]
     run_time = parse_number(doc["run_time"], path, line, "run_time") if "run_time" in doc else None
     return TuSimpleRecord(raw_file, rows, xs, run_time)

@@ -1,0 +1,59 @@
+"""What this CPU can do, for choices and figures that depend on it.
+
+int8 inference differs between x86 CPUs: with AVX-512 VNNI, AVX-VNNI or AMX, onnxruntime multiplies
+u8 x s8 with 32-bit accumulation; on AVX2 alone it adds pairs of products in 16 bits first (vpmaddubsw),
+which saturates for large weights unless they are quantised to 7 bits (onnxruntime's `reduce_range`).
+Benchmarks print `describe()` so figures from different machines are never mixed up.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import platform
+from pathlib import Path
+
+VNNI_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The feature flags Linux reports for the first CPU (empty elsewhere)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def has_int8_dot_product() -> bool:
+    """True where onnxruntime's x86 int8 kernels accumulate without 16-bit saturation (or on non-x86)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i686", "x86"):
+        return True
+    return any(flag in cpu_flags() for flag in VNNI_FLAGS)
+
+
+@functools.cache
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe() -> str:
+    """One line naming the CPU and the instruction sets that change our figures, e.g.
+    'Intel(R) Xeon(R) Processor, 2 cores: avx2 fma avx512f avx512_vnni amx_int8 (int8 dot product: yes)'."""
+    flags = cpu_flags()
+    shown = " ".join(flag for flag in SHOWN_FLAGS if flag in flags) or "no x86 vector flags read"
+    return (f"{cpu_model()}, {os.cpu_count()} cores: {shown} "
+            f"(int8 dot product: {'yes' if has_int8_dot_product() else 'no, AVX2 only'})")
