@@ -70,3 +70,19 @@ def test_second_signal_during_shutdown_exits_cleanly(executable: str, second: si
     stderr = "".join(seen)
     assert proc.returncode in CLEAN_EXIT, stderr
     assert "Traceback" not in stderr and "terminate called" not in stderr, stderr
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_a_signal_during_the_imports_exits_quietly(delay: float) -> None:
+    """The first seconds of a node executable are imports (rclpy, torch, OpenCV): a signal then used to end
+    it with a KeyboardInterrupt traceback."""
+    proc = subprocess.Popen([str(EXECUTABLES / "lane_detector")], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode in (130, *CLEAN_EXIT), stderr
+    assert "Traceback" not in stderr and "terminate called" not in stderr, stderr
