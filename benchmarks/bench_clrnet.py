@@ -19,6 +19,7 @@ from pathlib import Path
 import onnxruntime as ort
 import torch
 
+from refine_perception.core.cpu import describe
 from refine_perception.lanes.backends import INPUT_NAME, export_onnx
 from refine_perception.lanes.quantize import calibration_images, quantize_onnx
 from refine_perception.models.backbones import build_backbone
@@ -79,8 +80,9 @@ def main() -> None:
     results = [measure(name, size, args.repeat, args.threads) for name in args.backbones for size in sizes
                if size[1] % build_backbone(name).size_multiple == 0]  # DLA-34 needs sides divisible by 32
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(json.dumps({"cpu": describe(), "results": results}, indent=2))
         return
+    print(f"CPU: {describe()}")
     for r in results:
         print(f"{r['backbone']:9s} {r['input']:>7s} {r['params']:>11,} params  torch eager {r['torch_eager_ms']:7.1f} ms  "
               f"onnxruntime {r['onnxruntime_ms']:7.1f} ms ({r['speedup']:.2f}x)  int8 {r['onnxruntime_int8_ms']:7.1f} ms "

@@ -19,6 +19,7 @@ import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 
+from refine_perception.core.cpu import describe
 from refine_perception.graphs import plan
 from refine_perception.ros.graph_runner import config_dir, node_class, run_nodes
 
@@ -79,9 +80,11 @@ def main() -> None:
         }
     ideal = args.frames / args.rate
     results["ideal_wall_s"] = ideal
+    results["cpu"] = describe()
     if args.json:
         print(json.dumps(results, indent=2))
         return
+    print(f"CPU: {results['cpu']}")
     print(f"{args.frames} frames at {args.rate:g} Hz (ideal {ideal:.2f} s of publishing)")
     for name in ("per_node_executors", "multithreaded_executor"):
         r = results[name]

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a plain s
 from rclpy.serialization import deserialize_message, serialize_message  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
+from refine_perception.core.cpu import describe  # noqa: E402
 from refine_perception.ros.image_convert import (  # noqa: E402
     compressed_to_numpy,
     image_to_numpy,
@@ -124,11 +125,12 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"case": name, "ours_ms": ours_ms, "naive_ms": naive_ms, "speedup": naive_ms / ours_ms})
     # The checked setter walks every byte in Python: a few runs say enough.
     assign = {name: median_ms(fn, max(3, args.repeat // 10)) for name, fn in data_assignments(frame).items()}
-    result = {"frame": [HEIGHT, WIDTH, 3], "repeat": args.repeat, "memcpy_ms": memcpy, "cases": rows,
-              "assign_data_ms": assign}
+    result = {"cpu": describe(), "frame": [HEIGHT, WIDTH, 3], "repeat": args.repeat, "memcpy_ms": memcpy,
+              "cases": rows, "assign_data_ms": assign}
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
+    print(f"CPU: {result['cpu']}")
     print(f"{WIDTH}x{HEIGHT} bgr8 frame, median of {args.repeat} runs; one memcpy of the frame: {memcpy:.3f} ms")
     print(f"{'case':34} {'ours ms':>9} {'naive ms':>9} {'speedup':>8}")
     for row in rows:

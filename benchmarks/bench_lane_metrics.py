@@ -17,6 +17,7 @@ import time
 
 import numpy as np
 
+from refine_perception.core.cpu import describe
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.metrics.culane import culane_f1
 from refine_perception.metrics.tusimple import tusimple_eval
@@ -87,7 +88,7 @@ def main() -> None:
     args = parser.parse_args()
 
     preds, gts = culane_like(args.images)
-    figures: dict[str, object] = {"images": args.images, "cpus": os.cpu_count()}
+    figures: dict[str, object] = {"cpu": describe(), "images": args.images, "cpus": os.cpu_count()}
     results = {}
     for mode in ("official", "python"):
         start = time.perf_counter()
@@ -104,6 +105,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures))
         return
+    print(f"CPU: {figures['cpu']}")
     for mode, result in results.items():
         print(result.table())
         print(f"{args.images} images in {figures[f'culane_{mode}_s']} s\n")

@@ -33,6 +33,7 @@ from sensor_msgs.msg import Image
 
 from benchmarks.bench_clrnet import median_ms
 from refine_msgs.msg import LaneArray
+from refine_perception.core.cpu import describe
 from refine_perception.data.synthetic.road import road_sample
 from refine_perception.lanes.backends import BackendConfig, open_lane_backend
 from refine_perception.models.clrnet.decode import DecodeSettings
@@ -193,11 +194,12 @@ def main() -> None:
         msg = numpy_to_image(image, "bgr8")
         msg.header.frame_id = "camera_optical_frame"
         images.append(msg)
-    figures = {"model": str(args.model), **node_phases(args, images), "pipeline": pipeline_ratio(args, frames),
-               "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
+    figures = {"cpu": describe(), "model": str(args.model), **node_phases(args, images),
+               "pipeline": pipeline_ratio(args, frames), "cpu_count": os.cpu_count(), "python": sys.version.split()[0]}
     if args.json:
         print(json.dumps(figures, indent=2))
         return
+    print(f"CPU: {figures['cpu']}")
     ls, ov, pl = figures["lock_step"], figures["overload"], figures["pipeline"]
     print(f"model {figures['model']}, backend {pl['backend']}")
     print(f"lock-step   {ls['fps']:6.2f} FPS   latency p50 {ls['latency_ms']['p50']} ms  p95 {ls['latency_ms']['p95']} ms  "

@@ -17,6 +17,7 @@ import os
 import tempfile
 import time
 
+from refine_perception.core.cpu import describe
 from refine_perception.data.synthetic.road_dataset import FORMATS, generate_lane_dataset
 
 
@@ -33,6 +34,7 @@ def main() -> None:
         generate_lane_dataset(out_dir, args.images, args.seed, "train", args.workers, args.formats, progress=False)
         seconds = time.perf_counter() - start
     result = {
+        "cpu": describe(),
         "images": args.images,
         "workers": args.workers,
         "formats": args.formats,
@@ -44,6 +46,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
     else:
+        print(f"CPU: {result['cpu']}")
         print(
             f"{args.images} images ({'+'.join(args.formats)}) with {args.workers} workers: {seconds:.1f} s, "
             f"{result['images_per_second']} images/s; 10 000 images: {result['projected_seconds_for_10000']} s"

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import torch
 
 from benchmarks.bench_clrnet import median_ms
+from refine_perception.core.cpu import describe
 from refine_perception.models.clrnet.loss import CLRNetLoss
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.training.config import AugmentConfig, DatasetConfig
@@ -63,8 +64,9 @@ def main() -> None:
     native = _fast_bf16(torch.device("cpu"))
     results = [measure(tuple(int(v) for v in size.split("x")), args.batch, args.repeat) for size in args.sizes]
     if args.json:
-        print(json.dumps({"native_bf16": native, "results": results}, indent=2))
+        print(json.dumps({"cpu": describe(), "native_bf16": native, "results": results}, indent=2))
         return
+    print(f"CPU: {describe()}")
     print(f"CPU with native bfloat16 (autocast used by refine-train): {native}; {args.threads} threads")
     for r in results:
         print(f"{r['input']:>7s} batch {r['batch']}: fp32 {r['fp32_ms']:7.1f} ms/step  "

@@ -182,7 +182,15 @@ def test_threads_stay_with_the_node(ros, model: Path) -> None:
     """threads:=1 used to call torch.set_num_threads for the whole process (every node of the one-process
     launcher); now it holds around the node's own network calls only."""
     before = 2  # what the process's other nodes use here
+    previous = torch.get_num_threads()
     torch.set_num_threads(before)
+    try:
+        check_threads_stay_with_the_node(ros, model, before)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def check_threads_stay_with_the_node(ros, model: Path, before: int) -> None:
     seen: list[int] = []
     segmenter = start(ros, model, "use_camera_info:=false")  # start() passes threads:=1
     assert segmenter.pipeline is not None

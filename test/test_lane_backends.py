@@ -184,21 +184,25 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models" / "clrnet_r18_synthetic
 
 
 @pytest.mark.slow
-def test_int8_lanes_agree_with_fp32_on_road_scenes(tmp_path: Path) -> None:
-    """The shipped model on 16 held-out road scenes: the lanes of the CPU default (int8 onnxruntime, as
+@pytest.mark.parametrize("weights_7bit", [False, True], ids=["as-this-cpu-gets", "7-bit-weights"])
+def test_int8_lanes_agree_with_fp32_on_road_scenes(tmp_path: Path, weights_7bit: bool) -> None:
+    """The shipped model on 24 held-out road scenes: the lanes of the CPU default (int8 onnxruntime, as
     quantised for this CPU) are those of fp32, scored with the CULane metric taking fp32 as the truth.
-    Measured: 100 % on AVX-512 VNNI/AMX and on an emulated AVX2-only CPU with 7-bit weights."""
-    images = [road_sample(2, k).image for k in range(16)]
+    Measured: F1 100 % with full-range weights (VNNI/AMX CPUs), 98.7 % at IoU 0.5 and 0.75 with the 7-bit
+    weights of AVX2-only CPUs (which their kernel computes exactly: no 16-bit saturation is possible)."""
+    images = [road_sample(2, k).image for k in range(24)]
 
     def lanes(precision: str) -> list[list[np.ndarray]]:
-        backend = open_lane_backend(SHIPPED, BackendConfig("onnxruntime", "cpu", precision, cache_dir=tmp_path))
+        # 7-bit weights: what an AVX2-only CPU runs, checked on every CPU
+        config = BackendConfig("onnxruntime", "cpu", precision, cache_dir=tmp_path, int8_weight_bits=7 * weights_7bit)
+        backend = open_lane_backend(SHIPPED, config)
         predictor = LanePredictor(backend, backend.input_size, DecodeSettings())
         return [prediction.lanes for prediction in predictor(images)]
 
     fp32 = lanes("fp32")
-    assert sum(map(len, fp32)) >= 40  # scenes with lanes, found
+    assert sum(map(len, fp32)) >= 60  # scenes with lanes, found
     result = culane_f1(lanes("int8"), fp32, iou_thresholds=[0.5, 0.75])
-    assert result.f1(0.5) >= 0.95 and result.f1(0.75) >= 0.9, result
+    assert result.f1(0.5) >= 0.93 and result.f1(0.75) >= 0.9, result
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU, auto picks tensorrt or torch on CUDA")

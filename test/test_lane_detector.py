@@ -76,13 +76,14 @@ class Feed:
     def connected(self) -> bool:
         return self.images.get_subscription_count() > 0 and self.infos.get_subscription_count() > 0
 
-    def send(self, sample: RoadSample, sec: int, info_offset_ns: int = 0, image: Image | None = None) -> Image:
+    def send(self, sample: RoadSample, sec: int, info_offset_ns: int = 0, image: Image | None = None,
+             info_sec: int | None = None) -> Image:
         msg = image or numpy_to_image(sample.image, "bgr8")
         msg.header.stamp = Time(sec=sec, nanosec=0)
         msg.header.frame_id = "camera_optical_frame"
         info = CameraInfo()
         camera = sample.camera.camera_info()
-        info.header.stamp = Time(sec=sec, nanosec=info_offset_ns)
+        info.header.stamp = Time(sec=sec if info_sec is None else info_sec, nanosec=info_offset_ns)
         info.header.frame_id = "camera_optical_frame"
         info.width, info.height = camera["width"], camera["height"]
         info.distortion_model = "plumb_bob"
@@ -364,3 +365,26 @@ def test_corrupt_jpeg_and_png_bomb_are_malformed_and_the_next_frame_is_processed
     assert ros.spin_until(lambda: lanes, timeout=60)
     assert [msg.header.stamp.sec for msg in lanes] == [70]
     assert ros.spin_until(lambda: reported("processed", "1"), timeout=10)
+
+
+def test_a_camera_info_on_another_clock_is_left_out_after_the_timeout(ros, tiny_model: Path) -> None:
+    """A CameraInfo publisher stamping with another clock never fits an image: the images must not wait for
+    it forever (it publishes, so it is not silent)."""
+    detector = start_detector(ros, tiny_model, "optional_input_timeout_s:=0.5")
+    feed = Feed(ros)
+    assert ros.spin_until(feed.connected)
+    sample = road_sample(3, 10)
+    for sec in range(110, 116):
+        feed.send(sample, sec=sec, info_sec=sec - 100)  # 100 s behind, on every frame
+        ros.spin_until(lambda: False, timeout=0.25)
+    assert ros.spin_until(lambda: feed.lanes, timeout=60), detector.counters.as_dict()
+    assert all(msg.ground_frame_id == "" for msg in feed.lanes)
+    level, message, values = _diagnostic(detector)
+    assert level == 1 and values["missing_inputs"] == "camera_info"
+    # once its stamps fit the images again it is matched again
+    feed.send(sample, sec=120)
+    ros.spin_until(lambda: False, timeout=0.3)
+    feed.send(sample, sec=121)
+    assert ros.spin_until(lambda: any(m.header.stamp.sec == 121 for m in feed.lanes), timeout=60)
+    assert feed.lanes[-1].ground_frame_id == "base_footprint"
+    assert "missing_inputs" not in _diagnostic(detector)[2]

@@ -233,3 +233,49 @@ def test_input_feeder_and_argument_checks() -> None:
         ApproximateTimeSync(2, 0, 0.1, print)
     with pytest.raises(ValueError, match="slop"):
         ApproximateTimeSync(2, 10, math.nan, print)
+
+
+def test_an_absent_input_is_none_in_the_sets_and_its_messages_are_dropped() -> None:
+    sync, out = make_sync(num_inputs=3)
+    sync.add(2, msg(990))
+    sync.set_absent(2, True)  # its queued message goes, counted
+    assert sync.dropped == (0, 0, 1) and sync.is_absent(2)
+    assert not sync.add(2, msg(1000))  # dropped on arrival while absent
+    sync.add(0, msg(1000, "image"))
+    assert sync.add(1, msg(1010, "info"))
+    assert [(s[0].name, s[1].name, s[2]) for s in out] == [("image", "info", None)]
+    assert sync.dropped == (0, 0, 2)
+    sync.set_absent(2, False)
+    sync.add(0, msg(1100))
+    sync.add(1, msg(1100))
+    assert not out[1:]  # waits for input 2 again
+    assert sync.add(2, msg(1100))
+    assert stamps_ms(out[1:]) == [(1100, 1100, 1100)]
+    sync.set_absent(1, True)
+    sync.set_absent(2, True)
+    with pytest.raises(ValueError, match="present"):
+        sync.set_absent(0, True)
+
+
+def test_missing_partners_are_the_inputs_without_a_fit_for_the_newest_image() -> None:
+    sync, _ = make_sync(num_inputs=3, slop=0.01)
+    assert sync.missing_partners(0) == []  # no image waits
+    sync.add(0, msg(1000))
+    sync.add(1, msg(1005))  # fits, but the set still needs input 2
+    sync.add(2, msg(1500))  # there, but on another clock
+    assert sync.missing_partners(0) == [2]
+    sync.set_absent(2, True)
+    assert sync.missing_partners(0) == []
+
+
+def test_reset_takes_a_stream_starting_again_from_earlier_stamps() -> None:
+    sync, out = make_sync()
+    sync.add(0, msg(5001_000))
+    sync.add(1, msg(5001_000))
+    sync.add(1, msg(5002_000))  # queued
+    assert not sync.add(0, msg(11_000)) and not sync.add(1, msg(11_000))  # late: both dropped
+    sync.reset()
+    assert sync.pending == (0, 0)
+    sync.add(0, msg(11_000))
+    assert sync.add(1, msg(11_000))
+    assert stamps_ms(out) == [(5001_000, 5001_000), (11_000, 11_000)]

@@ -18,17 +18,25 @@ SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The feature flags Linux reports for the first CPU (empty elsewhere)."""
+def _cpuinfo() -> dict[str, str]:
+    """The first CPU's entries of /proc/cpuinfo (empty where there is none)."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return {}
+    entries: dict[str, str] = {}
     for line in text.splitlines():
+        if not line.strip():
+            break
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
+        entries[key.strip()] = value.strip()
+    return entries
+
+
+def cpu_flags() -> frozenset[str]:
+    """The feature flags Linux reports for the first CPU (empty elsewhere)."""
+    info = _cpuinfo()
+    return frozenset((info.get("flags") or info.get("Features") or "").split())
 
 
 def has_int8_dot_product() -> bool:
@@ -38,16 +46,8 @@ def has_int8_dot_product() -> bool:
     return any(flag in cpu_flags() for flag in VNNI_FLAGS)
 
 
-@functools.cache
 def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
 
 
 def describe() -> str:

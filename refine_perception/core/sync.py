@@ -119,7 +119,7 @@ class ApproximateTimeSync:
 
     def set_absent(self, index: int, absent: bool) -> None:
         """Leave input `index` out of matching (None in every set) or take it back. Going absent drops
-        its queued messages (counted); the next message on an absent input is an error to `add`."""
+        its queued messages (counted), and so does `add` on an absent input."""
         self._check_index(index)
         with self._lock:
             if absent and all(self._absent[i] for i in range(self.num_inputs) if i != index):
@@ -134,6 +134,18 @@ class ApproximateTimeSync:
         self._check_index(index)
         with self._lock:
             return self._absent[index]
+
+    def missing_partners(self, index: int) -> list[int]:
+        """The present inputs that hold nothing within slop of the newest message queued on `index`: those
+        that keep it waiting (silent, or stamped on another clock). Empty when `index` has nothing queued."""
+        self._check_index(index)
+        with self._lock:
+            if not self._stamps[index]:
+                return []
+            newest = self._stamps[index][-1]
+            return [i for i, queue in enumerate(self._stamps)
+                    if i != index and not self._absent[i] and
+                    bisect.bisect_left(queue, newest - self.slop_ns) == bisect.bisect_right(queue, newest + self.slop_ns)]
 
     def reset(self) -> None:
         """Forget every queued message (counted as dropped) and the stamps already emitted, so that a
@@ -150,9 +162,7 @@ class ApproximateTimeSync:
             raise IndexError(f"input index {index} out of range for {self.num_inputs} inputs")
 
     def _insert_and_match(self, index: int, stamp: int, msg: Any) -> list[Any] | None:
-        if self._absent[index]:
-            raise ValueError(f"input {index} is marked absent; call set_absent({index}, False) first")
-        if stamp <= self._last_emitted[index]:
+        if self._absent[index] or stamp <= self._last_emitted[index]:
             self._dropped[index] += 1
             return None
         stamps, messages = self._stamps[index], self._messages[index]

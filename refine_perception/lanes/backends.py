@@ -82,7 +82,9 @@ class BackendInfo:
 class BackendConfig:
     """How to run the model. `device` None means the first GPU when there is one, else the CPU.
     `threads` 0 lets the backend choose (onnxruntime: every core); on torch the count holds for this
-    backend's calls only. `max_batch` bounds TensorRT's optimisation profile."""
+    backend's calls only. `max_batch` bounds TensorRT's optimisation profile. `int8_weight_bits` 0 picks
+    the onnxruntime int8 weights for this CPU (7 bits without an int8 dot product, else 8); 7 or 8 forces
+    them, e.g. to measure on one machine what the other kind of CPU runs."""
 
     backend: str = "auto"
     device: str | None = None
@@ -92,6 +94,7 @@ class BackendConfig:
     channels_last: bool = False
     cuda_graph: bool = False
     max_batch: int = 1
+    int8_weight_bits: int = 0
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -104,6 +107,8 @@ class BackendConfig:
             raise ValueError(f"threads must be >= 0, got {self.threads}")
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.int8_weight_bits not in (0, 7, 8):
+            raise ValueError(f"int8_weight_bits must be 0 (this CPU's), 7 or 8, got {self.int8_weight_bits}")
 
 
 class LaneBackend(ABC):
@@ -520,7 +525,8 @@ def _open(weights: str | Path, config: BackendConfig) -> LaneBackend:
             raise UnsupportedCombination("the onnxruntime backend runs fp32 or int8; use tensorrt or torch on "
                                          "CUDA for fp16")
         if precision == "int8":
-            onnx_path, input_size = int8_onnx_file(weights, config.cache_dir)
+            reduce_range = None if not config.int8_weight_bits else config.int8_weight_bits == 7
+            onnx_path, input_size = int8_onnx_file(weights, config.cache_dir, reduce_range)
         else:
             onnx_path, _, input_size = onnx_file(weights, config.cache_dir)
         return OnnxRuntimeBackend(onnx_path, input_size, config.device, config.threads, config.cache_dir, precision)

@@ -15,20 +15,29 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-NODES = ("camera_source", "image_converter", "topic_monitor", "lane_detector", "lane_scorer", "bag_player",
-         "instance_segmenter")
+# executable -> the node class it runs; setup.py names each executable's entry point below
+NODE_CLASSES = {
+    "camera_source": "refine_perception.ros.camera_source:CameraSource",
+    "image_converter": "refine_perception.ros.image_converter:ImageConverter",
+    "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
+    "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
+    "instance_segmenter": "refine_perception.ros.instance_segmenter:InstanceSegmenter",
+    "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
+    "bag_player": "refine_perception.ros.bag_player:BagPlayer",
+}
 
 
 def _quiet_exit(signum: int, frame: Any) -> None:
     sys.exit(128 + signum)
 
 
-def run(node: str) -> int:
+def run(executable: str) -> int:
     """Import the node's module with quiet signals, then run its main()."""
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _quiet_exit)
-    main: Callable[[], int] = importlib.import_module(f"refine_perception.ros.{node}").main
+    module = NODE_CLASSES[executable].split(":")[0]
+    main: Callable[[], int] = importlib.import_module(module).main
     return main()
 
 
-globals().update({name: partial(run, name) for name in NODES})
+globals().update({name: partial(run, name) for name in NODE_CLASSES})

@@ -17,17 +17,9 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
 from refine_perception.graphs import PACKAGE, plan
+from refine_perception.ros.executables import NODE_CLASSES
 
 # Executable name (setup.py console script) -> node class; a test keeps it in step with setup.py.
-NODE_CLASSES = {
-    "camera_source": "refine_perception.ros.camera_source:CameraSource",
-    "image_converter": "refine_perception.ros.image_converter:ImageConverter",
-    "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
-    "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
-    "instance_segmenter": "refine_perception.ros.instance_segmenter:InstanceSegmenter",
-    "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
-    "bag_player": "refine_perception.ros.bag_player:BagPlayer",
-}
 
 
 class NodeStartError(RuntimeError):

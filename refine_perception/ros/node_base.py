@@ -143,17 +143,21 @@ STAMP_PARAMS = (  # nodes that match inputs by stamp or keep state across frames
 
 @dataclass
 class _Matching:
-    """The state of one set of stamp-matched inputs: the synchroniser, the topics (the image first), what
-    each optional one adds, when each last sent something, and since when an image waits for partners."""
+    """One set of stamp-matched inputs: the synchroniser, the topics (the image first), what each optional
+    one adds, since when an image waits for partners, the newest image stamp, and per absent input its
+    latest message, kept aside until its stamp fits an image again."""
 
     sync: ApproximateTimeSync
     names: list[str]
     optional: dict[str, str]
-    seen: list[float | None] = field(init=False)
     waiting_since: float | None = None
+    newest_image: int | None = None
+    parked: dict[int, tuple[int, Any]] = field(default_factory=dict)
 
-    def __post_init__(self) -> None:
-        self.seen = [None] * len(self.names)
+    def reset(self) -> None:
+        self.sync.reset()
+        self.waiting_since = self.newest_image = None
+        self.parked.clear()
 
 
 class PerceptionNode(Node):
@@ -182,10 +186,10 @@ class PerceptionNode(Node):
         self.backend = ""
         self.model_error = ""  # set by nodes whose model could not be opened: status ERROR, frames dropped
         self._workers: list[_LatestFrameWorker] = []
-        self._syncs: list[ApproximateTimeSync] = []
+        self._matchings: list[_Matching] = []
         self._newest_stamp: dict[str, int] = {}  # per input topic, to see time jump back
         self.time_jumps = 0
-        self._reset_pending = threading.Event()  # set on a time jump, consumed by the frame worker
+        self.timeline = 0  # counts the jumps back in time; frames carry the one they arrived in
         self.missing_inputs: dict[str, str] = {}  # optional input topic -> what the output lacks without it
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diag_timer = self.create_timer(self.params.diagnostics_period_s, self.publish_diagnostics)
@@ -216,7 +220,10 @@ class PerceptionNode(Node):
         self._workers.append(worker)
 
         def offer(msg: Any) -> None:
-            self._watch_stamp(topic, msg)
+            try:
+                self._watch_stamp(topic, header_stamp_ns(msg))
+            except StampError:  # only a stamp-matched input needs a stamp
+                pass
             worker.offer(msg)
 
         self.create_subscription(msg_type, topic, offer, self.input_qos())
@@ -240,80 +247,90 @@ class PerceptionNode(Node):
         qos = self.input_qos()
         sync = ApproximateTimeSync(len(inputs), queue_size, self.params.sync_slop_s,
                                    lambda *messages: worker.offer(messages))
-        self._syncs.append(sync)
         matching = _Matching(sync, [name for _, name in inputs], optional)
+        self._matchings.append(matching)
         for index, (kind, name) in enumerate(inputs):
             self.create_subscription(kind, name, partial(self._sync_input, matching, index), qos)
 
     def _sync_input(self, matching: _Matching, index: int, msg: Any) -> None:
         sync, topic = matching.sync, matching.names[index]
-        now = time.monotonic()
-        if index:
-            matching.seen[index] = now
-            if sync.is_absent(index):
-                sync.set_absent(index, False)
-                self.missing_inputs.pop(topic, None)
-                self.get_logger().info(f"{topic} is back: matching images with it again")
-        else:
-            self._leave_out_silent_inputs(matching, now)
         try:
-            self._watch_stamp(topic, msg)
-            emitted = sync.add(index, msg)
+            stamp = header_stamp_ns(msg)
         except StampError as error:
             self.counters.count_dropped("malformed")
             self.get_logger().warning(f"dropped a message on {topic}: {error}", throttle_duration_sec=1.0)
             return
-        if emitted:
+        self._watch_stamp(topic, stamp)
+        now = time.monotonic()
+        if index == 0:
+            matching.newest_image = stamp
+            self._leave_out_silent_inputs(matching, now)
+            for other, (parked_stamp, parked) in list(matching.parked.items()):
+                if abs(parked_stamp - stamp) <= sync.slop_ns:
+                    self._bring_back(matching, other, parked)
+        elif sync.is_absent(index):
+            matching.parked[index] = (stamp, msg)
+            if matching.newest_image is None or abs(stamp - matching.newest_image) > sync.slop_ns:
+                return
+            self._bring_back(matching, index, msg)
+            return
+        if sync.add(index, msg):
             matching.waiting_since = None
         elif index == 0 and matching.waiting_since is None:
             matching.waiting_since = now
 
+    def _bring_back(self, matching: _Matching, index: int, msg: Any) -> None:
+        """An absent input whose message fits an image again takes part in matching from now on."""
+        topic = matching.names[index]
+        del matching.parked[index]
+        matching.sync.set_absent(index, False)
+        self.missing_inputs.pop(topic, None)
+        self.get_logger().info(f"{topic} matches the images again", throttle_duration_sec=5.0)
+        if matching.sync.add(index, msg):
+            matching.waiting_since = None
+
     def _leave_out_silent_inputs(self, matching: _Matching, now: float) -> None:
-        """Leave out each optional input that has sent nothing since the oldest image still waiting for
-        its partners arrived, `optional_input_timeout_s` ago or more. Counting from a waiting image, not
-        the clock, keeps a paused stream (a paused bag, a player waiting for results) from looking like a
-        silent partner, and still frees a slow camera's images after its second frame."""
+        """Leave out each optional input that has kept an image waiting for `optional_input_timeout_s`:
+        silent, or stamped so that it never fits (another clock). Counting from a waiting image, not the
+        wall clock, keeps a paused stream (a paused bag, a player waiting for results) from looking like
+        a silent partner, and frees a slow camera's images from its second frame on."""
         timeout = self.params.optional_input_timeout_s
         since = matching.waiting_since
         if timeout <= 0 or since is None or now - since <= timeout:
             return
-        for index, topic in enumerate(matching.names[1:], start=1):
-            seen = matching.seen[index]
-            if not matching.sync.is_absent(index) and (seen is None or seen < since):
-                matching.sync.set_absent(index, True)
-                self.missing_inputs[topic] = matching.optional[topic]
-                self.get_logger().warning(f"no message on {topic} for {now - since:.1f} s: images are processed "
-                                          f"without it ({matching.optional[topic]})")
+        for index in matching.sync.missing_partners(0):
+            topic = matching.names[index]
+            matching.sync.set_absent(index, True)
+            self.missing_inputs[topic] = matching.optional[topic]
+            self.get_logger().warning(f"nothing on {topic} fits the images for {now - since:.1f} s: they are "
+                                      f"processed without it ({matching.optional[topic]})",
+                                      throttle_duration_sec=5.0)
 
-    def _watch_stamp(self, topic: str, msg: Any) -> None:
+    def _watch_stamp(self, topic: str, stamp: int) -> None:
         """Notice a jump back in time on `topic` (a looping bag, a restarted simulation): the stamp
         synchronisers would discard every later message as late and the tracker would link frames of
-        two timelines, so both start afresh, as ROS nodes do on a clock reset; logged once per jump."""
+        two timelines, so both start afresh, as ROS nodes do on a clock reset; logged and counted."""
         threshold = getattr(self.params, "time_jump_s", None)
         if threshold is None:
-            return
-        try:
-            stamp = header_stamp_ns(msg)
-        except StampError:  # the synchroniser counts it; an unsynced frame needs no stamp
             return
         newest = self._newest_stamp.get(topic)
         if newest is not None and newest - stamp > threshold * NANOSECONDS:
             self.time_jumps += 1
+            self.timeline += 1
             self.get_logger().warning(f"time jumped back on {topic}: {stamp / NANOSECONDS:.3f} s after "
                                       f"{newest / NANOSECONDS:.3f} s; stamp matching and tracking start afresh")
             self._newest_stamp.clear()
-            for sync in self._syncs:
-                sync.reset()
-            self._reset_pending.set()
+            for matching in self._matchings:
+                matching.reset()
         self._newest_stamp[topic] = max(stamp, self._newest_stamp.get(topic, stamp))
 
     def reset_state(self) -> None:
-        """Forget what was carried from frame to frame (tracks); called on the frame worker's thread after
-        a time jump. Nodes with such state override it."""
+        """Forget what was carried from frame to frame (tracks); called on the frame worker's thread before
+        the first frame after a time jump. Nodes with such state override it."""
 
     def unmatched(self) -> int:
         """Messages our stamp synchronisers dropped without a partner (message_filters does not say)."""
-        return sum(sum(sync.dropped) for sync in self._syncs)
+        return sum(sum(matching.sync.dropped) for matching in self._matchings)
 
     def frame_failed(self, topic: str, error: BaseException) -> None:
         """Count and log a frame the handler could not process; the node goes on with the next one."""
@@ -411,7 +428,8 @@ class _LatestFrameWorker:
         self._node = node
         self._handler = handler
         self._topic = topic
-        self._slot: tuple[Any, float] | None = None
+        self._slot: tuple[Any, float, int] | None = None
+        self._timeline = 0  # of the last frame handled: a frame of a newer one resets the node's state first
         self._cond = threading.Condition()
         self._running = True
         self._thread = threading.Thread(target=self._loop, name=f"frames:{topic}", daemon=True)
@@ -424,7 +442,7 @@ class _LatestFrameWorker:
         with self._cond:
             if self._slot is not None:
                 self._node.counters.count_dropped("stale")
-            self._slot = (msg, time.perf_counter())
+            self._slot = (msg, time.perf_counter(), self._node.timeline)
             self._cond.notify()
 
     def _loop(self) -> None:
@@ -434,13 +452,13 @@ class _LatestFrameWorker:
                     self._cond.wait()
                 if not self._running:
                     return
-                msg, received_at = self._slot
+                msg, received_at, timeline = self._slot
                 self._slot = None
             if self._node.model_error:  # nothing to run the frame through
                 self._node.counters.count_dropped("no_model")
                 continue
-            if self._node._reset_pending.is_set():
-                self._node._reset_pending.clear()
+            if timeline != self._timeline:
+                self._timeline = timeline
                 self._node.reset_state()
             try:
                 self._handler(msg)

@@ -58,7 +58,8 @@ def _evaluate_lanes(args: argparse.Namespace) -> int:
     from refine_perception.training.heldout import evaluate_heldout
 
     report = evaluate_heldout(args.weights, num=args.num, seed=args.seed, data=args.data, workers=args.workers,
-                              batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision)
+                              batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision,
+                              int8_weight_bits=args.int8_weight_bits)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -110,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     held.add_argument("--precision", choices=("fp32", "int8"),
                       help="run onnxruntime on the CPU at this precision (int8: the lanes node's CPU default) "
                       "instead of the torch model")
+    held.add_argument("--int8-weight-bits", type=int, choices=(7, 8), default=0,
+                      help="with --precision int8: quantise the weights to 7 bits (what CPUs without an int8 "
+                      "dot product, AVX2 only, run) or 8 (VNNI/AMX); default: this CPU's choice")
     held.add_argument("--json", action="store_true", help="print the report as json")
     held.add_argument("--out", type=Path, help="also write the json report here")
     held.add_argument("--no-progress", action="store_true")

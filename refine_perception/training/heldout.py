@@ -50,9 +50,10 @@ def _records(config: DatasetConfig, num: int, workers: int, desc: str, progress:
 
 def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: str | Path | None = None,
                      workers: int = 2, batch_size: int = 8, progress: bool = True,
-                     precision: str | None = None) -> dict[str, Any]:
+                     precision: str | None = None, int8_weight_bits: int = 0) -> dict[str, Any]:
     """Score `weights` on `num` held-out scenes; returns the figures and a printable table. With
-    `precision` (fp32 or int8) the network runs on onnxruntime's CPU backend, as the lanes node does."""
+    `precision` (fp32 or int8) the network runs on onnxruntime's CPU backend, as the lanes node does
+    (int8 with this CPU's weights, or `int8_weight_bits` 7 / 8)."""
     started = time.perf_counter()
     model, metadata = load_lane_model(weights)
     if data is None:
@@ -67,7 +68,8 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
     def predictor_for(settings: DecodeSettings) -> LanePredictor:
         if precision is None:
             return LanePredictor.from_model(model, settings)
-        backend = open_lane_backend(weights, BackendConfig("onnxruntime", "cpu", precision, threads=workers))
+        backend = open_lane_backend(weights, BackendConfig("onnxruntime", "cpu", precision, threads=workers,
+                                                           int8_weight_bits=int8_weight_bits))
         return LanePredictor(backend, backend.input_size, settings)
 
     predictor = predictor_for(DecodeSettings(cut_height=CULANE_CUT))
