@@ -183,6 +183,58 @@ def _log_time(message: BagMessage) -> str:
     return f"{message.time_ns // 10**9}.{message.time_ns % 10**9:09d}"
 
 
+def _whole_blocks(data: bytes, compression: str) -> int:
+    """The length of the part of a zstd / lz4 frame cut short (`data`) that ends with its last whole block."""
+    if compression == "zstd":  # frame header: magic, descriptor, window, dictionary id, content size
+        descriptor = data[4]
+        single = descriptor >> 5 & 1
+        at = 5 + (1 - single) + (0, 1, 2, 4)[descriptor & 3] + (single, 2, 4, 8)[descriptor >> 6]
+        whole = at
+        while at + 3 <= len(data):  # block header: last flag, type (1: RLE, one byte), size
+            head = int.from_bytes(data[at:at + 3], "little")
+            at += 3 + (1 if head >> 1 & 3 == 1 else head >> 3)
+            if at > len(data):
+                break
+            whole = at
+        return whole
+    flags = data[4]  # lz4: magic, flags, block size, content size, dictionary id, header checksum
+    at = 7 + 8 * (flags >> 3 & 1) + 4 * (flags & 1)
+    whole = at
+    while at + 4 <= len(data):  # block: size (top bit: stored uncompressed), data, checksum
+        at += 4 + (int.from_bytes(data[at:at + 4], "little") & 0x7FFFFFFF) + 4 * (flags >> 4 & 1)
+        if at > len(data):
+            break
+        whole = at
+    return whole
+
+
+def _messages_in_whole_blocks(content: bytes, cut: int) -> int:
+    """How many messages a file of one compressed chunk (`content`) cut at `cut` keeps: those whose records
+    lie wholly in the compressed blocks before the cut, as mcap's own zstd / lz4 decoders give them."""
+    import io
+
+    import lz4.frame
+    import zstandard
+    from mcap.reader import make_reader
+
+    (chunk,) = make_reader(io.BytesIO(content)).get_summary().chunk_indexes
+    end = chunk.chunk_start_offset + chunk.chunk_length
+    data = content[end - chunk.compressed_size:end]
+    assert end - chunk.compressed_size < cut < end  # the cut is inside the compressed data
+    part = data[:_whole_blocks(data[:cut - (end - chunk.compressed_size)], chunk.compression)]
+    decoder = (zstandard.ZstdDecompressor().decompressobj() if chunk.compression == "zstd"
+               else lz4.frame.LZ4FrameDecompressor())
+    decoded = len(decoder.decompress(part))
+    records = (zstandard.ZstdDecompressor().decompress(data) if chunk.compression == "zstd"
+               else lz4.frame.decompress(data))
+    count, at = 0, 0
+    while at < len(records):  # opcode, length, body
+        opcode, length = struct.unpack_from("<BQ", records, at)
+        at += 9 + length
+        count += opcode == 0x05 and at <= decoded
+    return count
+
+
 def _flip(file: Path, position: int) -> None:
     with open(file, "r+b") as stream:
         stream.seek(position)
@@ -253,8 +305,9 @@ def test_cut_inside_a_chunk_keeps_the_messages_before_it(tmp_path, frames8, comp
     assert [m.data for m in read] == [m.data for m in intact[:len(read)]]
     if not compression:  # every message whose record lies wholly before the cut
         assert len(read) == sum(1 for m in intact if content.find(m.data) + len(m.data) <= cut) > 0
-    elif fraction == 0.7:  # zstd and lz4 decode in blocks: the messages of the blocks before the cut
-        assert len(read) > 0
+    else:  # zstd and lz4 decode in blocks: every message in the blocks wholly before the cut
+        assert len(read) == _messages_in_whole_blocks(content, cut)
+        assert len(read) > 0 or fraction == 0.3
     frames = sum(1 for m in read if m.topic == COMPRESSED_IMAGE_TOPIC)
     (error,) = reader.errors
     message = str(error)
@@ -311,3 +364,289 @@ def test_flipped_byte_outside_the_chunks_is_reported_and_every_message_read(tmp_
     (error,) = reader.errors
     part = "summary" if where == "summary" else "data section"
     assert str(file) in str(error) and f"{part} fails its CRC" in str(error) and "all 32 messages" in str(error)
+
+
+# --------------------------------------------------------------------------------------- hostile MCAP files
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
+def _mcap_record(opcode: int, body: bytes) -> bytes:
+    return struct.pack("<BQ", opcode, len(body)) + body
+
+
+def _mcap_string(text: str) -> bytes:
+    return struct.pack("<I", len(text)) + text.encode()
+
+
+def _mcap_message(channel_id: int, time_ns: int, data: bytes) -> bytes:
+    return _mcap_record(0x05, struct.pack("<HIQQ", channel_id, 0, time_ns, time_ns) + data)
+
+
+CHATTER = (_mcap_record(0x03, struct.pack("<H", 1) + _mcap_string("std_msgs/msg/String") + _mcap_string("ros2msg")
+                        + _mcap_string("string data"))
+           + _mcap_record(0x04, struct.pack("<HH", 1, 1) + _mcap_string("/chatter") + _mcap_string("cdr")
+                          + struct.pack("<I", 0)))  # schema 1 and channel 1 (no metadata)
+
+
+HANDMADE_HEAD = MCAP_MAGIC + _mcap_record(0x01, _mcap_string("ros2") + _mcap_string("handmade"))  # magic, Header
+
+
+def _handmade_mcap(file: Path, data: bytes, summary: bytes = b"") -> Path:
+    """An MCAP file put together record by record, as a hostile writer could: a Header, `data` (the data
+    section's records), a DataEnd and `summary` as its summary section; every CRC 0 (not checked)."""
+    head = HANDMADE_HEAD
+    data_end = _mcap_record(0x0F, struct.pack("<I", 0))
+    summary_start = len(head) + len(data) + len(data_end) if summary else 0
+    file.write_bytes(head + data + data_end + summary + _mcap_record(0x02, struct.pack("<QQI", summary_start, 0, 0))
+                     + MCAP_MAGIC)
+    return file
+
+
+def _zstd_bomb(prefix: bytes, expanded: int) -> bytes:
+    """A zstd frame of `expanded` bytes in very little: `prefix` as a stored block, then 128 KiB blocks of
+    zeros, each written as one repeated byte (4 bytes a block)."""
+    block = 1 << 17
+    frame = struct.pack("<IBB", 0xFD2FB528, 0, 7 << 3)  # no content size, a window of 2**(10 + 7) bytes
+    frame += (len(prefix) << 3).to_bytes(3, "little") + prefix  # a stored block (type 0)
+    count = (expanded - len(prefix)) // block
+    repeated = ((block << 3) | 1 << 1).to_bytes(3, "little") + b"\0"  # type 1: one byte, repeated
+    return frame + repeated * (count - 1) + ((block << 3) | 1 << 1 | 1).to_bytes(3, "little") + b"\0"
+
+
+def _lz4_bomb(prefix: bytes, expanded: int) -> bytes:
+    """An lz4 frame of `expanded` bytes, `prefix` and then zeros (about 250:1)."""
+    import lz4.frame
+
+    compressor = lz4.frame.LZ4FrameCompressor(block_size=lz4.frame.BLOCKSIZE_MAX64KB)
+    zeros = bytes(1 << 20)
+    parts = [compressor.begin(), compressor.compress(prefix)]
+    parts += [compressor.compress(zeros) for _ in range((expanded - len(prefix)) >> 20)]
+    return b"".join(parts) + compressor.flush()
+
+
+def _chunk(compression: str, records: bytes, uncompressed_size: int, time_ns: int) -> bytes:
+    return _mcap_record(0x06, struct.pack("<QQQI", time_ns, time_ns, uncompressed_size, 0)
+                        + _mcap_string(compression) + struct.pack("<Q", len(records)) + records)
+
+
+@pytest.mark.parametrize("declared", ["small", "huge"])
+@pytest.mark.parametrize("compression", ["zstd", "lz4"])
+def test_decompression_bomb_chunk_is_reported_damaged_quickly_in_little_memory(tmp_path, compression, declared):
+    import resource
+    import time
+    import tracemalloc
+
+    first = _mcap_message(1, 1, b"in the bomb")
+    expanded = (4 << 30) if compression == "zstd" else (256 << 20)  # 4 GiB in 128 KiB, 256 MiB in 1 MiB
+    bomb = (_zstd_bomb if compression == "zstd" else _lz4_bomb)(first, expanded)
+    size = len(first) + 9 * 8 if declared == "small" else expanded << 4  # 8 empty records after the message
+    file = _handmade_mcap(tmp_path / "bomb.mcap", CHATTER + _chunk(compression, bomb, size, 1)
+                          + _mcap_message(1, 2, b"after the bomb"))
+    reader = BagReader(file)
+    resident = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB: the process's peak so far
+    tracemalloc.start()
+    started = time.perf_counter()
+    try:
+        read = [m.data for m in reader.messages()]
+        peak = tracemalloc.get_traced_memory()[1]  # Python's allocations (the decoded bytes among them)
+    finally:
+        tracemalloc.stop()
+    assert read == [b"after the bomb"]  # and reading goes on after it
+    assert peak < 16 << 20 and time.perf_counter() - started < 10, (peak, time.perf_counter() - started)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - resident < 256 << 10  # nor the decoders' own
+    (error,) = reader.errors
+    message = str(error)
+    assert f"{file}: the chunk at byte {len(HANDMADE_HEAD) + len(CHATTER)} is damaged" in message
+    if declared == "small":  # decoded up to its declared size, its messages that far listed
+        assert f"it decodes to more than the {size} bytes its header says" in message
+        assert "/chatter: 1 (at 0.000000001)" in message
+    else:
+        assert f"its header says it holds {size} bytes, more than the 1073741824 this reader decodes" in message
+
+
+def test_summary_message_records_are_not_read_or_counted(tmp_path):
+    # the summary section holds no Message records; a hostile file's must be neither read nor counted as lost
+    file = _handmade_mcap(tmp_path / "x.mcap", CHATTER + _mcap_message(1, 1, b"a") + _mcap_message(1, 2, b"b"),
+                          summary=CHATTER + _mcap_message(9, 3, b"x") + _mcap_message(1, 4, b"y"))
+    reader = BagReader(file)
+    assert [m.data for m in reader.messages()] == [b"a", b"b"] and not reader.errors
+
+
+@pytest.mark.parametrize("repeat_channels", [True, False])  # the summary lists the channels, or only the chunks do
+def test_channel_that_is_not_cdr_leaves_out_only_its_messages(tmp_path, repeat_channels):
+    from mcap.writer import CompressionType, Writer
+
+    file = tmp_path / "mixed.mcap"
+    with open(file, "wb") as stream:
+        writer = Writer(stream, compression=CompressionType.NONE, repeat_channels=repeat_channels,
+                        enable_data_crcs=True)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        cdr = writer.register_channel("/a", "cdr", schema)
+        json = writer.register_channel("/b", "json", 0)
+        for k, channel in enumerate([cdr, json, cdr, json, cdr]):
+            writer.add_message(channel, log_time=k, data=f"{k}".encode(), publish_time=k)
+        writer.finish()
+    reader = BagReader(file)
+    assert [m.data for m in reader.messages()] == [b"0", b"2", b"4"]
+    (error,) = reader.errors
+    assert f"{file}: 2 messages" in str(error) and "/b: 2 (json, not cdr)" in str(error)
+
+
+def test_damaged_chunk_report_is_bounded(tmp_path):
+    from mcap.reader import make_reader
+    from mcap.writer import CompressionType, Writer
+
+    file = tmp_path / "many.mcap"
+    with open(file, "wb") as stream:
+        writer = Writer(stream, compression=CompressionType.NONE, enable_data_crcs=True)
+        writer.start(profile="ros2", library="test")
+        channel = writer.register_channel("/a", "cdr", writer.register_schema("std_msgs/msg/String", "ros2msg", b""))
+        for k in range(1, 3001):
+            writer.add_message(channel, log_time=k, data=b"x", publish_time=k)
+        writer.finish()
+    with open(file, "rb") as stream:
+        (chunk,) = make_reader(stream).get_summary().chunk_indexes
+    _flip(file, chunk.chunk_start_offset + chunk.chunk_length // 2)
+    reader = BagReader(file)
+    assert list(reader.messages()) == []
+    (error,) = reader.errors
+    assert "/a: 3000 (from 0.000000001 to 0.000003000)" in str(error) and len(str(error)) < 400, str(error)[:600]
+
+
+HOSTILE_METADATA = {
+    "list at the top": "- 1\n- 2\n",
+    "information is a list": "rosbag2_bagfile_information: [1, 2]\n",
+    "information is a string": "rosbag2_bagfile_information: text\n",
+    "deep nesting": "rosbag2_bagfile_information: " + "[" * 2000 + "]" * 2000 + "\n",
+    "infinite count": "rosbag2_bagfile_information:\n  files: [{path: plain.mcap, message_count: .inf}]\n",
+    "wrong types": "rosbag2_bagfile_information:\n  files: [{path: [1], message_count: x}, 5, {}]\n"
+                   "  topics_with_message_count: {a: 1}\n",
+    "entries of the wrong kind": "rosbag2_bagfile_information:\n  files: text\n"
+                                 "  topics_with_message_count: [{topic_metadata: {name: [x]}, message_count: 1}]\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_METADATA))
+def test_hostile_metadata_yaml_does_not_stop_reading(tmp_path, frames, case):
+    bag, file, intact = _bag(tmp_path, frames)
+    (bag / "metadata.yaml").write_text(HOSTILE_METADATA[case])
+    reader = BagReader(bag)
+    assert [m.data for m in reader.messages()] == [m.data for m in intact] and not reader.errors
+    os.truncate(file, file.stat().st_size // 2)  # damage: the lost messages cannot be counted, and it says so
+    reader = BagReader(bag)
+    read = list(reader.messages())
+    assert [m.data for m in read] == [m.data for m in intact[:len(read)]]
+    (error,) = reader.errors
+    assert "unreadable from byte" in str(error)
+    assert "metadata.yaml" in str(error) and "not counted" in str(error), str(error)
+
+
+# -------------------------------------------------------------------------------------------------- fuzzing
+
+def _small_chunks_mcap(folder: Path, compression: str) -> Path:
+    """An MCAP file from the mcap library in 2 KiB chunks: 120 messages of 20-400 bytes on three topics, each
+    logged at its index and with a payload found nowhere else in the file."""
+    import random
+
+    from mcap.writer import Writer
+
+    from refine_perception.bags.writer import CHUNK_COMPRESSIONS
+
+    rng = random.Random(7)
+    folder.mkdir()
+    file = folder / "small.mcap"
+    with open(file, "wb") as stream:
+        writer = Writer(stream, chunk_size=2048, compression=CHUNK_COMPRESSIONS[compression], enable_data_crcs=True)
+        writer.start(profile="ros2", library="test")
+        schema = writer.register_schema("std_msgs/msg/String", "ros2msg", b"string data")
+        channels = [writer.register_channel(topic, "cdr", schema) for topic in ("/a", "/b", "/c")]
+        for k in range(120):
+            payload = f"<message {k}>".encode() + rng.randbytes(rng.randrange(20, 400))
+            writer.add_message(channels[k % 3], log_time=k, data=payload, publish_time=k)
+        writer.finish()
+    return file
+
+
+@pytest.mark.parametrize("kind", ["lane bag", "small chunks"])
+@pytest.mark.parametrize("compression", ["", "zstd", "lz4"])
+def test_fuzzed_mcap_raises_or_reports_only_bag_errors(tmp_path, frames, compression, kind):
+    """Cuts and flipped bytes anywhere (random, seeded) and in the headers, chunk headers, summary and footer:
+    reading (the API and `bag info`) never fails with anything but a BagError, keeps every message of the chunks
+    before the damage (with chunks stored uncompressed: every message before a cut) and never hides damage."""
+    import contextlib
+    import io
+    import random
+
+    from mcap.reader import make_reader
+
+    from refine_perception.cli.main import main
+
+    if kind == "lane bag":
+        path, file, intact = _bag(tmp_path, frames, compression)
+    else:
+        file = path = _small_chunks_mcap(tmp_path / "small", compression)
+        intact = list(BagReader(path).messages())
+    content = file.read_bytes()
+    size = len(content)
+    summary = make_reader(io.BytesIO(content)).get_summary()
+    assert summary is not None and len(intact) in (12, 120)
+    chunks = [(c.chunk_start_offset, c.chunk_start_offset + c.chunk_length, c.message_end_time)
+              for c in summary.chunk_indexes]
+    assert len(chunks) == 1 if kind == "lane bag" else len(chunks) > 10
+    summary_start = struct.unpack_from("<Q", content, size - FOOTER_AND_MAGIC + 9)[0]
+    ends = [content.find(m.data) + len(m.data) for m in intact]  # (where the chunks are stored uncompressed)
+    rng = random.Random(f"{compression} {kind}")
+    near = {0, 7, 8, 9, 20, summary_start, summary_start + 9, size - FOOTER_AND_MAGIC, size - 8, size - 1}
+    near |= {at + d for start, end, _ in chunks[:3] for at in (start, end) for d in (0, 9, 33, 40, 50)}
+    targeted = sorted(p for p in near | set(range(40)) | set(range(size - FOOTER_AND_MAGIC, size))
+                      | {start + d for start, _, _ in chunks[:3] for d in range(60)}
+                      | set(range(summary_start, min(summary_start + 40, size))) if 0 <= p < size)
+    cuts = sorted(p for p in near if 0 <= p < size) + [rng.randrange(size) for _ in range(40)]
+    flips = targeted + [rng.randrange(size) for _ in range(40)]
+
+    def before(position: int) -> int:
+        """How many messages lie in the chunks that end before `position`."""
+        last = max((time_ns for _, end, time_ns in chunks if end <= position), default=-1)
+        return sum(1 for m in intact if m.time_ns <= last)
+
+    for case, (what, position) in enumerate([("cut", p) for p in cuts] + [("flip", p) for p in flips]):
+        damaged = bytearray(content[:position] if what == "cut" else content)
+        if what == "flip":
+            damaged[position] ^= rng.randrange(1, 256)
+        file.write_bytes(damaged)
+        reader = BagReader(path)
+        status = None
+        try:
+            read = [m.data for m in reader.messages()]
+            if case % 4 == 0:  # (a quarter of the cases: it reads the bag again)
+                with contextlib.redirect_stdout(io.StringIO()):
+                    status = main(["bag", "info", str(path)])
+        except Exception as error:  # noqa: BLE001 - what this test is for
+            pytest.fail(f"{what} at byte {position} of {size}: {type(error).__name__}: {error}")
+        assert status in (None, 1 if reader.errors else 0)
+        assert all(isinstance(e, BagError) for e in reader.errors)
+        assert reader.errors or read == [m.data for m in intact], f"{what} at {position}: damage not reported"
+        kept = before(position)
+        assert read[:kept] == [m.data for m in intact[:kept]], f"{what} at {position}: {len(read)} of {kept} kept"
+        if what == "cut":
+            assert read == [m.data for m in intact[:len(read)]]
+            if not compression:
+                assert len(read) == sum(1 for end in ends if end <= position), f"cut at {position}"
+
+
+def test_bag_writer_hook_into_rosbags_is_in_place(tmp_path):
+    """BagWriter puts McapStorage in through rosbags' private `Writer.STORAGE_PLUGINS` (as of the pinned
+    rosbags 0.11.9): if rosbags renames it, rosbags' own MCAP writer (CRCs 0) would write bags unnoticed."""
+    from mcap.reader import make_reader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    assert StoragePlugin.MCAP in getattr(Writer, "STORAGE_PLUGINS", {}), (
+        "rosbags no longer has Writer.STORAGE_PLUGINS: update BagWriter's McapStorage hook (writer.py)")
+    with BagWriter(tmp_path / "bag") as writer:
+        writer.write_raw("/a", "std_msgs/msg/String", b"\x00\x01\x00\x00\x02\x00\x00\x00a\x00", 1)
+    (file,) = (tmp_path / "bag").glob("*.mcap")
+    with open(file, "rb") as stream:
+        assert make_reader(stream).get_header().library.startswith("refine_perception"), (
+            "the bag was not written by McapStorage: rosbags' Writer ignores STORAGE_PLUGINS now")

@@ -7,7 +7,9 @@ message before the damage and then records a `BagError` naming the file and the 
 or row), and how many of the messages metadata.yaml lists were not read, instead of yielding nothing.
 An MCAP file is checked against its CRCs: a chunk that fails its own is left out with its messages
 listed, and reading goes on; a cut inside a chunk keeps the chunk's messages before the cut; damage to
-the data section outside the chunks, or to the summary, is reported with every message read.
+the data section outside the chunks, or to the summary, is reported with every message read. Hostile input
+is bounded: a chunk is decoded no further than its header's size (a decompression bomb is damage), and a
+metadata.yaml that is not what ros2 writes only takes its message counts away from the reports.
 """
 
 from __future__ import annotations
@@ -23,17 +25,22 @@ from collections import Counter
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 import lz4.frame
 import yaml
-import zstandard
 from mcap.opcode import Opcode
 from rclpy.serialization import deserialize_message
 
 from refine_perception.ros.messages import import_message_type
 
+try:  # Python 3.14's zstd module, or its backport (which rosbags requires before 3.14)
+    from compression import zstd
+except ImportError:
+    from backports import zstd
+
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class BagError(RuntimeError):
@@ -80,7 +87,7 @@ class BagReader:
         """The messages on `topics` (all: None). Damage is logged and added to `errors` as it is met; damage
         that ends a file early says how many of the messages metadata.yaml lists for the file were lost."""
         self.errors = []
-        recorded = _recorded_counts(self.path)
+        recorded, uncounted = _recorded_counts(self.path)
         for file in self.files:
             read = _read_mcap if _is_mcap(file) else _read_sqlite
             counts: Counter[str] = Counter()
@@ -93,7 +100,7 @@ class BagReader:
                     if topics is None or item.topic in topics:
                         yield item
             except BagError as error:
-                self._damage(BagError(f"{error}{_not_read(recorded.get(file.name), counts)}"))
+                self._damage(BagError(f"{error}{_not_read(recorded.get(file.name), counts, uncounted)}"))
 
     def _damage(self, error: BagError) -> None:
         log.error("%s", error)
@@ -107,27 +114,46 @@ class BagReader:
         return found
 
 
-def _recorded_counts(path: Path) -> dict[str, tuple[int, dict[str, int]]]:
+METADATA_LIMIT = 4 << 20  # bytes; ros2 writes a few hundred per data file and topic
+
+
+def _recorded_counts(path: Path) -> tuple[dict[str, tuple[int, dict[str, int]]], str]:
     """Per data file of a rosbag2 folder, the message count its metadata.yaml gives, and the counts per
-    topic when the bag has that one file; {} without a readable metadata.yaml (a crashed recorder may not
-    have written one)."""
+    topic when the bag has that one file; and why there are none ('' without a metadata.yaml: a crashed
+    recorder may not have written one). The counts only add to damage reports, so a metadata.yaml that is
+    unreadable or not what ros2 writes (hostile: wrong types, deep nesting, huge) just leaves them out."""
     metadata = path / "metadata.yaml"
     if not metadata.is_file():
-        return {}
+        return {}, ""
     try:
-        info = yaml.safe_load(metadata.read_text())["rosbag2_bagfile_information"]
-        files = {Path(entry["path"]).name: int(entry["message_count"]) for entry in info.get("files") or ()}
-        topics = {entry["topic_metadata"]["name"]: int(entry["message_count"])
-                  for entry in info.get("topics_with_message_count") or ()}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, KeyError, TypeError, ValueError) as error:
-        log.warning("%s is unreadable, so the messages lost to damage are not counted (%s)", metadata, error)
-        return {}
-    return {name: (count, topics if len(files) == 1 else {}) for name, count in files.items()}
+        if metadata.stat().st_size > METADATA_LIMIT:
+            raise ValueError(f"{metadata.stat().st_size} bytes, more than {METADATA_LIMIT}")
+        info = _field(yaml.safe_load(metadata.read_text()), "rosbag2_bagfile_information", dict)
+        files = {Path(_field(entry, "path", str)).name: _field(entry, "message_count", int)
+                 for entry in _field(info, "files", list, [])}
+        topics = {_field(_field(entry, "topic_metadata", dict), "name", str): _field(entry, "message_count", int)
+                  for entry in _field(info, "topics_with_message_count", list, [])}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, ValueError) as error:
+        uncounted = f"the messages lost are not counted: {metadata} is unreadable ({type(error).__name__}: {error})"
+        log.warning("%s", uncounted)
+        return {}, uncounted
+    return {name: (count, topics if len(files) == 1 else {}) for name, count in files.items()}, ""
 
 
-def _not_read(recorded: tuple[int, dict[str, int]] | None, counts: Counter[str]) -> str:
-    """How many of the messages recorded in a file (`recorded`, see _recorded_counts) were not read."""
-    if recorded is None or recorded[0] <= sum(counts.values()):
+def _field(mapping: object, key: str, kind: type[T], default: T | None = None) -> T:
+    """mapping[key], checked to be a `kind`; ValueError when it is not there or not one."""
+    value = mapping.get(key, default) if isinstance(mapping, dict) else None
+    if not isinstance(value, kind):
+        raise ValueError(f"{key} is missing or not a {kind.__name__}")
+    return value
+
+
+def _not_read(recorded: tuple[int, dict[str, int]] | None, counts: Counter[str], uncounted: str) -> str:
+    """How many of the messages recorded in a file (`recorded`, see _recorded_counts) were not read, or
+    why that is not known (`uncounted`)."""
+    if recorded is None:
+        return f"; {uncounted}" if uncounted else ""
+    if recorded[0] <= sum(counts.values()):
         return ""
     total, topics = recorded
     missing = [f"{topic} {count - counts[topic]} of {count}" for topic, count in sorted(topics.items())
@@ -149,6 +175,17 @@ CHUNK_HEAD = struct.Struct("<QQQI")  # message start and end time, uncompressed 
 FOOTER = struct.Struct("<BQQQI")  # the whole record: opcode, length, summary start, summary offset start, CRC
 MESSAGE_HEAD = struct.Struct("<HIQQ")  # channel id, sequence, log time, publish time
 DECODE_STEP = 1 << 16  # compressed bytes fed to a decoder at a time, so a damaged stream keeps what came before
+# The most a compressed chunk may hold, uncompressed. Recorders close a chunk at about 1 MiB (ros2: 768 KiB),
+# so a chunk is that plus at most one message, and no ROS 2 message comes near 1 GiB; a header declaring
+# more is damaged or hostile, and decoding it would take that much memory.
+CHUNK_LIMIT = 1 << 30
+DECODERS: dict[str, Any] = {"zstd": zstd.ZstdDecompressor, "lz4": lz4.frame.LZ4FrameDecompressor}
+
+
+class _Channel(NamedTuple):
+    topic: str
+    msgtype: str  # pkg/msg/Name, from the channel's schema ('' without one)
+    encoding: str  # of its messages: this reader reads cdr
 
 
 class _Cut(Exception):
@@ -181,24 +218,56 @@ def _records(data: memoryview) -> Iterator[tuple[int, memoryview]]:
         at += length
 
 
-def _decompress(compression: str, data: memoryview) -> tuple[bytes, str]:
-    """As much of a chunk's records as `data` decodes to, and why not all of it ('' when nothing went wrong):
-    zstd and lz4 decode block by block, so a stream cut short or damaged still gives what came before."""
+def _decompress(compression: str, data: memoryview, size: int) -> tuple[bytes, str]:
+    """As much of a chunk's records as `data` decodes to, at most `size` bytes (its header's uncompressed
+    size), and why not all of it ('' when nothing went wrong): zstd and lz4 decode block by block, so a
+    stream cut short or damaged still gives what came before; decoding stops past `size` (and `size` is
+    at most CHUNK_LIMIT), so a few bytes that expand to gigabytes cost no more memory than that."""
     if not compression:
         return bytes(data), ""
-    if compression == "zstd":
-        decoder: Any = zstandard.ZstdDecompressor().decompressobj()
-    elif compression == "lz4":
-        decoder = lz4.frame.LZ4FrameDecompressor()
-    else:
+    if compression not in DECODERS:
         return b"", f"unknown compression {compression!r}"
+    if size > CHUNK_LIMIT:
+        return b"", f"its header says it holds {size} bytes, more than the {CHUNK_LIMIT} this reader decodes"
+    decoder = DECODERS[compression]()
     decoded: list[bytes] = []
+    total = 0
     try:
         for at in range(0, len(data), DECODE_STEP):
-            decoded.append(decoder.decompress(data[at:at + DECODE_STEP]))
-    except (zstandard.ZstdError, RuntimeError, EOFError, ValueError) as error:
+            # one byte past `size` tells a stream that decodes to more from one that fits
+            decoded.append(decoder.decompress(data[at:at + DECODE_STEP], max_length=size + 1 - total))
+            total += len(decoded[-1])
+            if total > size:
+                return b"".join(decoded)[:size], f"it decodes to more than the {size} bytes its header says"
+            if decoder.eof:  # the frame is whole: bytes after it are not records (the size check tells)
+                break
+    except (zstd.ZstdError, RuntimeError, EOFError, ValueError) as error:
         return b"".join(decoded), f"its {compression} data does not decode ({error})"
     return b"".join(decoded), ""
+
+
+@dataclass
+class _Times:
+    """How many messages there are, and the first and last of their log times: a damaged chunk is reported
+    per topic with these, not with every log time (which could run to millions)."""
+
+    count: int = 0
+    first: int = 0
+    last: int = 0
+
+    def add(self, time_ns: int) -> None:
+        self.merge(_Times(1, time_ns, time_ns))
+
+    def merge(self, other: _Times) -> None:
+        if other.count:
+            self.first = min(self.first, other.first) if self.count else other.first
+            self.last = max(self.last, other.last) if self.count else other.last
+            self.count += other.count
+
+    def __str__(self) -> str:
+        if self.first == self.last:
+            return f"{self.count} (at {_log_time(self.first)})"
+        return f"{self.count} (from {_log_time(self.first)} to {_log_time(self.last)})"
 
 
 @dataclass
@@ -208,30 +277,33 @@ class _DamagedChunk:
 
     position: int
     problem: str
-    channels: dict[int, tuple[str, str]]  # the known ones and the chunk's own (for the topic names)
-    parsed: dict[int, list[int]] = field(default_factory=dict)  # channel id -> log times, from the records
+    channels: dict[int, _Channel]  # the known ones and the chunk's own (for the topic names)
+    parsed: dict[int, _Times] = field(default_factory=dict)  # channel id -> its messages, from the records
     unparsed: bool = False  # records that did not parse
-    indexed: dict[int, list[int]] = field(default_factory=dict)  # the same, from the MessageIndex records
+    indexed: dict[int, _Times] = field(default_factory=dict)  # the same, from the MessageIndex records
 
     def add_index(self, body: memoryview) -> None:
         """A MessageIndex record: channel id, then (log time, offset) pairs behind their byte count."""
+        times = _Times()
         try:
             channel_id, length = struct.unpack_from("<HI", body)
-            times = [time_ns for time_ns, _ in struct.iter_unpack("<QQ", body[6:6 + length])]
+            for time_ns, _ in struct.iter_unpack("<QQ", body[6:6 + length]):
+                times.add(time_ns)
         except struct.error:
             return  # damaged too: the records' own listing stands
-        self.indexed.setdefault(channel_id, []).extend(times)
+        if times.count:
+            self.indexed.setdefault(channel_id, _Times()).merge(times)
 
     def report(self, file: Path) -> BagError:
-        found = self.indexed or self.parsed
-        topics: dict[str, list[int]] = {}
-        for channel_id, times in found.items():
-            topics.setdefault(self.channels.get(channel_id, (f"channel {channel_id}", ""))[0], []).extend(times)
-        listed = "; ".join(f"{topic}: {len(times)} (at {', '.join(map(_log_time, sorted(times)))})"
-                           for topic, times in sorted(topics.items()))
+        topics: dict[str, _Times] = {}
+        for channel_id, times in (self.indexed or self.parsed).items():
+            channel = self.channels.get(channel_id)
+            topic = channel.topic if channel else f"channel {channel_id}"
+            topics.setdefault(topic, _Times()).merge(times)
+        listed = "; ".join(f"{topic}: {times}" for topic, times in sorted(topics.items()))
         rest = " and the rest of it, whose records do not parse," if self.unparsed and not self.indexed else ""
         return BagError(f"{file}: the chunk at byte {self.position} is damaged: {self.problem}; its "
-                        f"{sum(map(len, topics.values()))} messages{rest} are left out as damaged"
+                        f"{sum(times.count for times in topics.values())} messages{rest} are left out as damaged"
                         + (f": {listed}" if listed else ""))
 
 
@@ -245,11 +317,12 @@ class _McapFile:
         self.file, self.stream = file, stream
         self.size = file.stat().st_size
         self.schemas: dict[int, str] = {}
-        self.channels: dict[int, tuple[str, str]] = {}  # id -> topic, type
+        self.channels: dict[int, _Channel] = {}
         self.count = 0  # messages read
         self.unchunked = 0  # of them outside chunks, which only the data section's CRC covers
         self.damaged_chunks = 0
         self.orphans: Counter[int] = Counter()  # messages on channels whose Channel record was lost
+        self.not_cdr: Counter[int] = Counter()  # messages on channels in another encoding
 
     def unreadable(self, position: int, reason: str) -> BagError:
         return BagError(f"{self.file}: unreadable from byte {position} of {self.size} on, after {self.count} "
@@ -257,6 +330,35 @@ class _McapFile:
 
     def messages(self) -> Iterator[BagMessage | BagError]:
         summary_problem = self._read_summary()
+        try:
+            crc_problem = yield from self._data_section()
+        except (BagError, OSError):
+            yield from self._left_out()
+            raise
+        yield from self._left_out()
+        if crc_problem:
+            yield crc_problem
+        if summary_problem:
+            yield BagError(f"{self.file}: {summary_problem}; the data section is whole: all {self.count} messages read")
+
+    def _left_out(self) -> Iterator[BagError]:
+        """Messages skipped as they were met: on channels whose Channel record was lost, or not in cdr."""
+        if self.orphans:
+            yield BagError(f"{self.file}: {sum(self.orphans.values())} messages on channel(s) "
+                           f"{', '.join(map(str, sorted(self.orphans)))} are left out: their Channel record was in a "
+                           "damaged chunk and the summary does not have it")
+        if self.not_cdr:
+            topics: Counter[tuple[str, str]] = Counter()
+            for channel_id, count in self.not_cdr.items():
+                topics[self.channels[channel_id].topic, self.channels[channel_id].encoding] += count
+            listed = "; ".join(f"{topic}: {count} ({encoding}, not cdr)"
+                               for (topic, encoding), count in sorted(topics.items()))
+            yield BagError(f"{self.file}: {sum(topics.values())} messages on channels in another encoding than cdr "
+                           f"(the one this reader reads) are left out: {listed}")
+
+    def _data_section(self) -> Generator[BagMessage | BagError, None, BagError | None]:
+        """The messages of the data section, with its damage as it is met; returns the data section's CRC
+        failure (None if it passes), which is left unsaid when a damaged chunk already explains it."""
         self.stream.seek(0)
         if self.stream.read(len(MAGIC)) != MAGIC:
             raise BagError(f"{self.file}: not an MCAP file (it does not start with the MCAP magic)")
@@ -300,22 +402,17 @@ class _McapFile:
                     yield message
         if damaged is not None:
             yield damaged.report(self.file)
-        if self.orphans:
-            yield BagError(f"{self.file}: {sum(self.orphans.values())} messages on channel(s) "
-                           f"{', '.join(map(str, sorted(self.orphans)))} are left out: their Channel record was in a "
-                           "damaged chunk and the summary does not have it")
         (stored,) = struct.unpack_from("<I", body) if len(body) >= 4 else (0,)
-        if stored and stored != crc and not self.damaged_chunks:
-            unchecked = f", {self.unchunked} of them outside chunks (only this CRC covers those)" * bool(self.unchunked)
-            yield BagError(f"{self.file}: the data section fails its CRC (stored {stored:#010x}, computed "
-                           f"{crc:#010x}): the damage is outside the chunks, which pass theirs; all {self.count} "
-                           f"messages read{unchecked}")
-        if summary_problem:
-            yield BagError(f"{self.file}: {summary_problem}; the data section is whole: all {self.count} messages read")
+        if not stored or stored == crc or self.damaged_chunks:
+            return None
+        unchecked = f", {self.unchunked} of them outside chunks (only this CRC covers those)" * bool(self.unchunked)
+        return BagError(f"{self.file}: the data section fails its CRC (stored {stored:#010x}, computed "
+                        f"{crc:#010x}): the damage is outside the chunks, which pass theirs; all {self.count} "
+                        f"messages read{unchecked}")
 
     def _read_summary(self) -> str:
-        """Check the footer and the summary section; keep the summary's schemas and channels (they stand in
-        for those of a damaged chunk). Returns what is wrong with them, '' if nothing."""
+        """Check the footer and the summary section; keep the summary's channels (with their types from its
+        schemas: they stand in for those of a damaged chunk). Returns what is wrong with them, '' if nothing."""
         footer_at = self.size - FOOTER.size - len(MAGIC)
         if footer_at < len(MAGIC):
             return "the summary section is cut short: the file is too short to end with a footer"
@@ -334,37 +431,36 @@ class _McapFile:
         if stored and stored != crc:
             return f"the summary fails its CRC (stored {stored:#010x}, computed {crc:#010x})"
         schemas: dict[int, str] = {}
-        channels: dict[int, tuple[str, str]] = {}
+        channels: dict[int, _Channel] = {}
         try:
             for opcode, body in _records(summary):
-                self._record(opcode, body, schemas, channels)
+                if opcode in (Opcode.SCHEMA, Opcode.CHANNEL):  # (the summary holds no messages: others are not read)
+                    self._record(opcode, body, schemas, channels)
         except (_Cut, struct.error, ValueError) as error:
             return f"the summary's records are damaged ({type(error).__name__}: {error})"
         self.channels.update(channels)
         return ""
 
     def _record(self, opcode: int, body: memoryview, schemas: dict[int, str],
-                channels: dict[int, tuple[str, str]]) -> BagMessage | None:
-        """A Schema or Channel record goes into `schemas` / `channels`; a Message is returned; other records
-        (indexes, metadata, attachments) are not needed for reading in order."""
+                channels: dict[int, _Channel]) -> BagMessage | None:
+        """A Schema or Channel record goes into `schemas` / `channels`; a Message is returned (unless its
+        channel is lost or not cdr: then it is counted); other records (indexes, metadata, attachments) are
+        not needed for reading in order."""
         if opcode == Opcode.SCHEMA:
             (schema_id,) = struct.unpack_from("<H", body)
             schemas[schema_id] = _string(body, 2)[0]
         elif opcode == Opcode.CHANNEL:
             channel_id, schema_id = struct.unpack_from("<HH", body)
             topic, at = _string(body, 4)
-            encoding = _string(body, at)[0]
-            if encoding != "cdr":
-                raise BagError(f"{self.file}: channel {topic} is {encoding}, not cdr")
-            channels[channel_id] = (topic, schemas.get(schema_id, ""))
+            channels[channel_id] = _Channel(topic, schemas.get(schema_id, ""), _string(body, at)[0])
         elif opcode == Opcode.MESSAGE:
             channel_id, _, log_time, _ = MESSAGE_HEAD.unpack_from(body)
             channel = channels.get(channel_id)
-            if channel is None:
-                self.orphans[channel_id] += 1
+            if channel is None or channel.encoding != "cdr":
+                (self.orphans if channel is None else self.not_cdr)[channel_id] += 1
                 return None
             self.count += 1
-            return BagMessage(channel[0], channel[1], log_time, bytes(body[MESSAGE_HEAD.size:]))
+            return BagMessage(channel.topic, channel.msgtype, log_time, bytes(body[MESSAGE_HEAD.size:]))
         return None
 
     def _chunk_data(self, body: memoryview, whole: bool = True) -> tuple[int, int, bytes, str]:
@@ -376,7 +472,7 @@ class _McapFile:
         at += 8
         if whole and length != len(body) - at:
             return size, crc, b"", f"its records field claims {length} bytes, the record holds {len(body) - at}"
-        records, problem = _decompress(compression, body[at:at + length])
+        records, problem = _decompress(compression, body[at:at + length], size)
         return size, crc, records, problem
 
     def _chunk(self, position: int, body: memoryview) -> Generator[BagMessage | BagError, None, _DamagedChunk | None]:
@@ -416,10 +512,10 @@ class _McapFile:
             for opcode, body in _records(memoryview(records)):
                 if opcode == Opcode.MESSAGE:
                     channel_id, _, log_time, _ = MESSAGE_HEAD.unpack_from(body)
-                    damaged.parsed.setdefault(channel_id, []).append(log_time)
+                    damaged.parsed.setdefault(channel_id, _Times()).add(log_time)
                 else:
                     self._record(opcode, body, schemas, damaged.channels)
-        except (_Cut, struct.error, ValueError, BagError):
+        except (_Cut, struct.error, ValueError):
             damaged.unparsed = True
         return damaged
 

@@ -92,6 +92,10 @@ class BagWriter:
             shutil.rmtree(self.path)
         self.storage = storage
         self._writer = Writer(self.path, version=9, storage_plugin=STORAGES[storage])
+        # McapStorage goes in through rosbags' undocumented class attribute Writer.STORAGE_PLUGINS (storage plugin ->
+        # storage class), which `open()` looks the storage up in, as of rosbags 0.11.9 (pinned in
+        # requirements.txt). Check it on a rosbags upgrade: test_bag_writer_hook_into_rosbags_is_in_place
+        # fails when the attribute is gone or no longer used.
         self._writer.STORAGE_PLUGINS = {**Writer.STORAGE_PLUGINS, StoragePlugin.MCAP: functools.partial(
             McapStorage, chunk_compression=compression)}
         self._writer.open()
