@@ -236,8 +236,9 @@ class PerceptionNode(Node):
         sets go through the newest-frame worker.
 
         The first input is required; `optional` maps the topics of the others to what the output lacks
-        without them. One that stays silent for `optional_input_timeout_s` stops holding the images
-        back: they are handled with None in its place and /diagnostics says so (WARN) until it returns.
+        without them. One that has kept an image waiting for `optional_input_timeout_s` (silent, or on
+        another clock) stops holding the images back: they are handled with None in its place and
+        /diagnostics says so (WARN) until a message of it fits an image again.
         Our `core.sync.ApproximateTimeSync` keeps message_filters' contract and adds that, hence it is
         used rather than message_filters (which is not on PyPI anyway).
         """
