@@ -298,9 +298,10 @@ def launch_description(graph_name: str) -> Any:
     import os
 
     from ament_index_python.packages import get_package_share_directory
-    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
+
+    from launch import LaunchDescription
 
     graph = GRAPHS[graph_name]
     config_dir = os.path.join(get_package_share_directory(PACKAGE), "config")

@@ -3,11 +3,12 @@ exact in its wire type, so 'arrived intact' can be checked with ==."""
 
 from __future__ import annotations
 
+from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Point32, Pose, Quaternion
-from refine_msgs.msg import ClassInfo, ClassMap, Instance, InstanceArray, Lane, LaneArray, MaskRLE, OrientedBox2D
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
-from builtin_interfaces.msg import Time
+
+from refine_msgs.msg import ClassInfo, ClassMap, Instance, InstanceArray, Lane, LaneArray, MaskRLE, OrientedBox2D
 
 
 def header() -> Header:

@@ -1,4 +1,5 @@
-"""Decoding CLRNet's output to lanes of the original image, and sampling lanes at benchmark rows; the\nwhole path against a lane-by-lane port of the official decode and CULane prediction writer."""
+"""Decoding CLRNet's output to lanes of the original image, and sampling lanes at benchmark rows; the
+whole path against a lane-by-lane port of the official decode and CULane prediction writer."""
 
 from __future__ import annotations
 

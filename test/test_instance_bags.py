@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from instance_checks import assert_same_results
+
 from refine_perception.bags.frames import CAMERA_INFO_TOPIC, IMAGE_TOPIC
 from refine_perception.bags.instance_bags import (
     DEPTH_TOPIC,

@@ -9,12 +9,12 @@ import math
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
+from instance_checks import assert_same_results, by_score
 from rclpy.serialization import deserialize_message, serialize_message
-from refine_msgs.msg import InstanceArray
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from instance_checks import assert_same_results, by_score
+from refine_msgs.msg import InstanceArray
 from refine_perception.data.synthetic.sticks import render_sticks
 from refine_perception.instances.grasps import add_grasps
 from refine_perception.instances.sticks_truth import scene_truth

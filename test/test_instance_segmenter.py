@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 from builtin_interfaces.msg import Time
+from instance_checks import write_banded_model
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import InstanceArray
-from instance_checks import write_banded_model
 from refine_perception.bags.instance_bags import DEPTH_UNIT_M
 from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
 from refine_perception.ros.image_convert import numpy_to_image

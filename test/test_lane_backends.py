@@ -24,8 +24,8 @@ from refine_perception.lanes.backends import (
 )
 from refine_perception.metrics.culane import culane_f1
 from refine_perception.models.clrnet.decode import DecodeSettings
-from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.models.clrnet.model import CLRNet
+from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.models.clrnet.weights import load_lane_model, save_lane_model, sha256
 
 SIZE = (64, 160)

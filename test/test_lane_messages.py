@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from refine_msgs.msg import Lane, LaneArray
 from rclpy.serialization import deserialize_message, serialize_message
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from refine_msgs.msg import Lane, LaneArray
 from refine_perception.core.camera import PinholeCamera
 from refine_perception.lanes.ground import LaneGeometryError, project_lanes
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES

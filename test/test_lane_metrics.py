@@ -26,8 +26,13 @@ from refine_perception.metrics.culane import (
     natural_spline,
     official_matching,
 )
-from refine_perception.metrics.tusimple import (TuSimpleResult, image_scores, lane_angle, tusimple_eval,
-                                                tusimple_eval_with_lanes)
+from refine_perception.metrics.tusimple import (
+    TuSimpleResult,
+    image_scores,
+    lane_angle,
+    tusimple_eval,
+    tusimple_eval_with_lanes,
+)
 
 H, W = 590, 1640
 

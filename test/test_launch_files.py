@@ -129,8 +129,9 @@ def test_plan_rejects_bad_arguments(values, message):
 @pytest.mark.skipif(importlib.util.find_spec("launch_ros") is None, reason="launch_ros needs a ROS 2 install")
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_description_builds(path):
-    from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument
+
+    from launch import LaunchContext
 
     spec = importlib.util.spec_from_file_location("launch_file", path)
     module = importlib.util.module_from_spec(spec)

@@ -14,10 +14,11 @@ import unittest  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import rclpy  # noqa: E402
-from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
+
+from launch import LaunchDescription  # noqa: E402
 
 LAUNCH_FILE = Path(__file__).resolve().parents[1] / "launch" / "camera.launch.py"
 

@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 import rclpy
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
 from msg_samples import SAMPLES
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 
 HERE = Path(__file__).parent
 

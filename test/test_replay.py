@@ -9,9 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from replay_checks import CLI, TIMING_KEYS, assert_bad_frame_scored_as_missing, figures, run
 
 from refine_perception.bags.reader import BagReader
-from replay_checks import CLI, TIMING_KEYS, assert_bad_frame_scored_as_missing, figures, run
 
 
 def lanes_by_stamp(result_bag: Path) -> dict[tuple[int, int], object]:

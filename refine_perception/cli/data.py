@@ -112,8 +112,8 @@ def convert(args: argparse.Namespace) -> int:
     from refine_perception.data.formats.culane import (
         CULaneEntry,
         lines_path,
-        read_culane_list,
         read_culane_lines,
+        read_culane_list,
         write_culane_lines,
         write_culane_list,
     )

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from refine_perception.bags.instance_bags import InstanceBag
 from refine_perception.bags.frames import TIMING_FILE, Stamp, cdr_stamp, write_timing
+from refine_perception.bags.instance_bags import InstanceBag
 from refine_perception.bags.lane_bags import LaneBag
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import BagWriter

@@ -20,7 +20,7 @@ import torch
 
 from refine_perception.instances.result import InstanceResult, OrientedBox
 from refine_perception.models.clrnet.preprocess import crop_resize, to_network
-from refine_perception.models.spatial_embeddings.clustering import ClusterSettings, Clusters, cluster
+from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
 from refine_perception.models.spatial_embeddings.embedding import Embeddings, split_output
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings

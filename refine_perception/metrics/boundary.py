@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from refine_perception.metrics.table import format_table
 from refine_perception.metrics.instances import percent
+from refine_perception.metrics.table import format_table
 
 COCO_DILATION_RATIO = 0.02
 CITYSCAPES_DILATION_RATIO = 0.005

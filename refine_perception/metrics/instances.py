@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar, Union
+from typing import Any, TypeVar
 
 import numpy as np
 
 from refine_perception.core import rle
 from refine_perception.metrics.table import format_table
 
-MaskLike = Union[np.ndarray, Mapping[str, Any]]
+MaskLike = np.ndarray | Mapping[str, Any]
 T = TypeVar("T")
 
 

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from refine_perception.data.formats.cityscapes import LABELS, LANE_MARKING, ROAD_ID
-from refine_perception.metrics.table import format_table
 from refine_perception.metrics.instances import json_float, percent
+from refine_perception.metrics.table import format_table
 
 
 def _label_map(array: np.ndarray, what: str) -> np.ndarray:

@@ -12,6 +12,7 @@ from rclpy.duration import Duration
 from rclpy.qos import QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from refine_msgs.msg import LaneArray
 from refine_perception.core.calibration import Calibration, load_calibration
 from refine_perception.core.frame_sources import (
     DEFAULT_SOURCE,
@@ -22,7 +23,6 @@ from refine_perception.core.frame_sources import (
     open_source,
 )
 from refine_perception.core.image_codec import ENCODINGS
-from refine_msgs.msg import LaneArray
 from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_messages import ground_truth_lanes
 from refine_perception.ros.messages import camera_info_message, import_message_type

@@ -1,5 +1,5 @@
-"""Runs nodes in one process on a multi-threaded executor: the node executables' main and
-`refine-perception launch`, the stand-in for `ros2 launch` where ROS 2's launch system is missing."""
+"""Runs nodes in one process, each on its own single-threaded executor thread: the node executables' main
+and `refine-perception launch`, the stand-in for `ros2 launch` where ROS 2's launch system is missing."""
 
 from __future__ import annotations
 

@@ -19,12 +19,12 @@ import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from rclpy.duration import Duration
-from refine_msgs.msg import Instance, InstanceArray, MaskRLE, OrientedBox2D
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from refine_msgs.msg import Instance, InstanceArray, MaskRLE, OrientedBox2D
 from refine_perception.core import rle
 from refine_perception.instances.result import Grasp, InstanceResult, OrientedBox
 

@@ -17,10 +17,10 @@ import numpy as np
 from sensor_msgs.msg import CameraInfo, Image
 
 from refine_msgs.msg import InstanceArray
-from refine_perception.instances.grasps import GraspSettings, add_grasps
-from refine_perception.instances.predict import InstancePredictor
 from refine_perception.core.camera import CameraModelError
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS, ImageFormatError
+from refine_perception.instances.grasps import GraspSettings, add_grasps
+from refine_perception.instances.predict import InstancePredictor
 from refine_perception.instances.result import InstanceResult
 from refine_perception.ros.graph_runner import shipped_model
 from refine_perception.ros.image_convert import depth_to_metres, to_bgr

@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Point32, Pose, Vector3
 from rclpy.duration import Duration
-from refine_msgs.msg import Lane, LaneArray
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
+from refine_msgs.msg import Lane, LaneArray
 from refine_perception.data.synthetic.road import RoadSample
 from refine_perception.lanes.ground import LaneFit, LaneGeometryError, fit_ground, fit_image, lane_points
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES

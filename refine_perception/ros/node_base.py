@@ -35,8 +35,8 @@ from rclpy.qos import (
 )
 
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS, ImageFormatError
-from refine_perception.core.sync import NANOSECONDS, ApproximateTimeSync, StampError, header_stamp_ns
 from refine_perception.core.stats import FrameCounters, LatencyWindow, RateMeter
+from refine_perception.core.sync import NANOSECONDS, ApproximateTimeSync, StampError, header_stamp_ns
 
 ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
 

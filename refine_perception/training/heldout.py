@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.data.synthetic.parallel import ordered_map
-from refine_perception.metrics.table import format_table
 from refine_perception.lanes.backends import BackendConfig, open_lane_backend
+from refine_perception.metrics.table import format_table
 from refine_perception.metrics.tusimple import tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.predict import LanePredictor

@@ -11,8 +11,13 @@ from torch import nn
 
 from refine_perception.models.clrnet.loss import CLRNetLoss, LaneTargets
 from refine_perception.models.clrnet.model import CLRNet
-from refine_perception.models.clrnet.weights import (TENSOR_KEYS, ModelFileError, architecture, load_lane_model,
-                                                      save_lane_model)
+from refine_perception.models.clrnet.weights import (
+    TENSOR_KEYS,
+    ModelFileError,
+    architecture,
+    load_lane_model,
+    save_lane_model,
+)
 from refine_perception.training.config import LanesTrainConfig
 from refine_perception.training.lane_data import LaneTrainingSet, collate
 from refine_perception.training.lane_eval import evaluate_culane

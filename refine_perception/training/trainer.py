@@ -1,7 +1,8 @@
 """The training loop of every model: AdamW + per-iteration cosine, optional bfloat16 autocast (on CUDA, and
-on CPUs with native bfloat16, where it roughly halves a step), channels-last tensors, weight EMA, gradient clipping, periodic validation, atomic checkpoints and exact resumption, and PyTorch
-DDP when launched by `torchrun` (one process per GPU, or several CPU processes on gloo). What differs
-between models (network, data, loss, validation metric, model file) comes from a `TrainingTask`.
+on CPUs with native bfloat16, where it roughly halves a step), channels-last tensors, weight EMA, gradient
+clipping, periodic validation, atomic checkpoints and exact resumption, and PyTorch DDP when launched by
+`torchrun` (one process per GPU, or several CPU processes on gloo). What differs between models (network,
+data, loss, validation metric, model file) comes from a `TrainingTask`.
 
 Exact resumption: the data order of epoch e is a permutation drawn from (seed, e); sample i of epoch e
 is augmented from (seed, e, i); the loader gets its own generator, so the global torch RNG (dropout)
