@@ -9,8 +9,8 @@ node's own handling (graph_runner's run_nodes) takes over.
 from __future__ import annotations
 
 import importlib
+import os
 import signal
-import sys
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -28,7 +28,9 @@ NODE_CLASSES = {
 
 
 def _quiet_exit(signum: int, frame: Any) -> None:
-    sys.exit(128 + signum)
+    # os._exit, not sys.exit: the signal may land while a C++ extension (torch's) runs Python code during
+    # its import, where an exception aborts the process ("terminate called"); nothing needs cleaning up yet
+    os._exit(128 + signum)
 
 
 def run(executable: str) -> int:
