@@ -84,7 +84,7 @@ def test_a_signal_during_the_imports_exits_quietly(delay: float) -> None:
         _, stderr = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    if delay < 0.5:  # still importing: the quiet exit's status
-        assert proc.returncode == 130 and "lanes from" not in stderr, stderr
+    if delay < 0.5:  # still importing (or, on a slow start, not even there yet: then the default SIGINT)
+        assert proc.returncode in (130, -signal.SIGINT) and "lanes from" not in stderr, stderr
     assert proc.returncode in (130, *CLEAN_EXIT), stderr
     assert "Traceback" not in stderr and "terminate called" not in stderr, stderr
