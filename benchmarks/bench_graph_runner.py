@@ -21,7 +21,8 @@ from rclpy.executors import MultiThreadedExecutor
 
 from refine_perception.core.cpu import describe
 from refine_perception.graphs import plan
-from refine_perception.ros.graph_runner import config_dir, node_class, run_nodes
+from refine_perception.ros.graph_runner import node_class, run_nodes
+from refine_perception.share import config_dir
 
 
 def _cpu_seconds() -> float:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-PACKAGE = "refine_perception"
+from refine_perception import share
 
 
 @dataclass(frozen=True)
@@ -295,22 +295,19 @@ def _yaml_text(value: Any) -> str:
 
 def launch_description(graph_name: str) -> Any:
     """The ROS 2 launch description of a graph (launch and launch_ros come with a ROS install)."""
-    import os
-
-    from ament_index_python.packages import get_package_share_directory
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch_ros.actions import Node
 
     from launch import LaunchDescription
 
     graph = GRAPHS[graph_name]
-    config_dir = os.path.join(get_package_share_directory(PACKAGE), "config")
+    config = str(share.config_dir())
 
     def nodes(context: Any) -> list[Any]:
         values = {arg.name: context.launch_configurations[arg.name] for arg in graph.all_args}
         return [
             Node(
-                package=PACKAGE,
+                package=share.PACKAGE,
                 executable=node.executable,
                 name=node.name,
                 namespace=node.namespace,
@@ -320,7 +317,7 @@ def launch_description(graph_name: str) -> Any:
                 output="screen",
                 emulate_tty=True,
             )
-            for node in plan(graph_name, values, config_dir)
+            for node in plan(graph_name, values, config)
         ]
 
     declared = [

@@ -10,22 +10,16 @@ from pathlib import Path
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
+from refine_perception.share import share_dir
+
 PACKAGE = "refine_msgs"
 
 
 def msg_dir() -> Path:
     """refine_msgs/msg: the installed interface package's share folder, else the source tree's."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-        folder = Path(get_package_share_directory(PACKAGE)) / "msg"
-        if folder.is_dir():
-            return folder
-    except (ImportError, LookupError, OSError, PackageNotFoundError):
-        pass
-    folder = Path(__file__).resolve().parents[2] / PACKAGE / "msg"
+    folder = share_dir(PACKAGE) / "msg"
     if not folder.is_dir():
-        raise FileNotFoundError(f"no {PACKAGE} message definitions: not installed and no {folder}")
+        raise FileNotFoundError(f"no {PACKAGE} message definitions in {folder}")
     return folder
 
 

@@ -29,9 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_engines(args: argparse.Namespace) -> int:
     from refine_perception.lanes.backends import BackendError, build_engines, onnx_file, tensorrt_available
     from refine_perception.models.clrnet.weights import ModelFileError
-    from refine_perception.ros.lane_pipeline import default_model_path
+    from refine_perception.share import LANE_MODEL, shipped_model
 
-    models = args.model or [default_model_path()]
+    models = args.model or [shipped_model(LANE_MODEL)]
     try:
         for model in models:
             path, digest, _ = onnx_file(model, args.cache_dir)

@@ -87,7 +87,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from refine_perception.core.frame_sources import DEFAULT_SOURCE
-    from refine_perception.ros.graph_runner import NodeStartError, config_dir, run_graph
+    from refine_perception.ros.graph_runner import NodeStartError, run_graph
+    from refine_perception.share import config_dir
 
     synthetic = not args.source
     values = {"max_frames": str(args.frames), "rate_hz": str(args.rate), "score": str(synthetic).lower()}

@@ -66,7 +66,7 @@ def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None
     import yaml
 
     from refine_perception.cli.bags import DETECTOR_PARAMS
-    from refine_perception.ros.graph_runner import config_dir
+    from refine_perception.share import config_dir
 
     def load(path: Path) -> dict[str, Any]:
         try:

@@ -9,15 +9,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.signals import SignalHandlerOptions
 
-from refine_perception.graphs import PACKAGE, plan
+from refine_perception.graphs import plan
 from refine_perception.ros.executables import NODE_CLASSES
+from refine_perception.share import config_dir
 
 # Executable name (setup.py console script) -> node class; a test keeps it in step with setup.py.
 
@@ -29,30 +29,6 @@ class NodeStartError(RuntimeError):
 def node_class(executable: str) -> type:
     module, name = NODE_CLASSES[executable].split(":")
     return getattr(importlib.import_module(module), name)
-
-
-def share_dir() -> Path:
-    """share/refine_perception of the installed package (config/, models/, launch/). Found through the
-    ament index, or in this interpreter's prefix when no ROS environment is sourced (the ./dev venv)."""
-    from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-
-    try:
-        return Path(get_package_share_directory(PACKAGE))
-    except (OSError, PackageNotFoundError):
-        fallback = Path(sys.prefix) / "share" / PACKAGE
-        if fallback.is_dir():
-            return fallback
-        raise
-
-
-def shipped_model(file_name: str) -> Path:
-    """A default model file shipped in share/refine_perception/models (the source tree's models/)."""
-    return share_dir() / "models" / file_name
-
-
-def config_dir() -> Path:
-    """config/ of the installed package: the same params files the launch files use."""
-    return share_dir() / "config"
 
 
 class _StopSignals:

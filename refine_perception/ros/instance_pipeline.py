@@ -22,17 +22,15 @@ from refine_perception.core.image_codec import MAX_IMAGE_PIXELS, ImageFormatErro
 from refine_perception.instances.grasps import GraspSettings, add_grasps
 from refine_perception.instances.predict import InstancePredictor
 from refine_perception.instances.result import InstanceResult
-from refine_perception.ros.graph_runner import shipped_model
 from refine_perception.ros.image_convert import depth_to_metres, to_bgr
 from refine_perception.ros.instance_messages import instance_array
 from refine_perception.ros.messages import camera_from_info
 from refine_perception.ros.node_base import settings_from_params
-
-DEFAULT_INSTANCE_MODEL = "spatial_embeddings_sticks.safetensors"
+from refine_perception.share import INSTANCE_MODEL, shipped_model
 
 
 def default_instance_model_path() -> Path:
-    return shipped_model(DEFAULT_INSTANCE_MODEL)
+    return shipped_model(INSTANCE_MODEL)
 
 
 @dataclass

@@ -21,18 +21,17 @@ from refine_perception.lanes.ground import project_lanes
 from refine_perception.lanes.tracking import LaneTracker
 from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePredictor
-from refine_perception.ros.graph_runner import shipped_model
 from refine_perception.ros.image_convert import to_bgr
 from refine_perception.ros.lane_messages import lane_array
 from refine_perception.ros.messages import camera_from_info
 from refine_perception.ros.node_base import settings_from_params
+from refine_perception.share import LANE_MODEL, shipped_model
 
-DEFAULT_MODEL = "clrnet_r18_synthetic.safetensors"
 CULANE_CUT_RATIO = 270 / 590
 
 
 def default_model_path() -> Path:
-    return shipped_model(DEFAULT_MODEL)
+    return shipped_model(LANE_MODEL)
 
 
 @dataclass
