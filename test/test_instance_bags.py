@@ -107,7 +107,7 @@ def test_a_garbage_compressed_image_in_a_sticks_bag_is_listed_and_scored_as_miss
     is not an image at all: a report listing it, the frame scored as one without output."""
     import yaml
     from instance_checks import write_banded_model
-    from test_replay import assert_bad_frame_scored_as_missing
+    from replay_checks import assert_bad_frame_scored_as_missing
 
     bag = tmp_path / "sticks"
     write_instance_bag(bag, scenes)

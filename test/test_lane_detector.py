@@ -211,10 +211,6 @@ def test_shipped_model_on_a_drive_ground_points_and_stable_ids(ros) -> None:
     assert all(len(ids) == 1 for ids in identity.values()), f"id switches: {identity}"
 
 
-def _diagnostic(detector: LaneDetector) -> tuple[int, str, dict[str, str]]:
-    return detector.status_summary()
-
-
 @pytest.mark.parametrize("size", [(2048, 1536), (2448, 2048), (4000, 3000), (641, 479), (1280, 720)])
 def test_any_camera_resolution_gives_lanes_inside_the_image(ros, tiny_model: Path, size: tuple[int, int]) -> None:
     """Images taller than ~1290 px used to fail every frame (the crop was checked against CULane's 590 rows)."""
@@ -253,7 +249,7 @@ def test_a_jump_back_in_time_restarts_matching_and_tracking(ros, tiny_model: Pat
     assert [msg.header.stamp.sec for msg in feed.lanes] == [5001, 5002, 11, 12, 13, 14]
     assert all(msg.ground_frame_id == "base_footprint" for msg in feed.lanes)  # still matched with CameraInfo
     assert detector.time_jumps == 1
-    assert _diagnostic(detector)[2]["time_jumps"] == "1"
+    assert detector.status_summary()[2]["time_jumps"] == "1"
     before = {lane.track_id for msg in feed.lanes[:2] for lane in msg.lanes}
     after = {lane.track_id for msg in feed.lanes[2:] for lane in msg.lanes}
     assert before and after and not before & after  # the tracks started afresh; ids are never reused
@@ -272,7 +268,7 @@ def test_images_without_camera_info_go_on_after_the_timeout_with_a_warning(ros, 
         ros.spin_until(lambda: False, timeout=0.25)
     assert ros.spin_until(lambda: feed.lanes, timeout=60), detector.counters.as_dict()
     assert all(msg.ground_frame_id == "" for msg in feed.lanes)
-    level, message, values = _diagnostic(detector)
+    level, message, values = detector.status_summary()
     assert level == 1 and "camera_info" in message and "ground points" in message
     assert values["missing_inputs"] == "camera_info"
     # the CameraInfo comes back: ground points again, status no longer mentions it
@@ -282,7 +278,7 @@ def test_images_without_camera_info_go_on_after_the_timeout_with_a_warning(ros, 
     feed.send(sample, sec=81)
     assert ros.spin_until(lambda: any(m.header.stamp.sec == 81 for m in feed.lanes[count:]), timeout=60)
     assert feed.lanes[-1].ground_frame_id == "base_footprint"
-    assert "missing_inputs" not in _diagnostic(detector)[2]
+    assert "missing_inputs" not in detector.status_summary()[2]
 
 
 @pytest.mark.parametrize("damage", ["zero_k", "nan_k", "other_size", "negative_focal"])
@@ -379,7 +375,7 @@ def test_a_camera_info_on_another_clock_is_left_out_after_the_timeout(ros, tiny_
         ros.spin_until(lambda: False, timeout=0.25)
     assert ros.spin_until(lambda: feed.lanes, timeout=60), detector.counters.as_dict()
     assert all(msg.ground_frame_id == "" for msg in feed.lanes)
-    level, message, values = _diagnostic(detector)
+    level, message, values = detector.status_summary()
     assert level == 1 and values["missing_inputs"] == "camera_info"
     # once its stamps fit the images again it is matched again
     feed.send(sample, sec=120)
@@ -387,4 +383,4 @@ def test_a_camera_info_on_another_clock_is_left_out_after_the_timeout(ros, tiny_
     feed.send(sample, sec=121)
     assert ros.spin_until(lambda: any(m.header.stamp.sec == 121 for m in feed.lanes), timeout=60)
     assert feed.lanes[-1].ground_frame_id == "base_footprint"
-    assert "missing_inputs" not in _diagnostic(detector)[2]
+    assert "missing_inputs" not in detector.status_summary()[2]

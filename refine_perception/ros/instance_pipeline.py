@@ -62,13 +62,15 @@ def open_instance_predictor(model: str, device: str = "", threads: int = 0) -> t
 
 
 class InstanceFrame(NamedTuple):
-    """One frame's output: the InstanceArray, the decoded BGR image, the instances, and what was wrong
-    with the frame's optional inputs (each left out of the result: no grasps, or grasps on the table)."""
+    """One frame's output: the InstanceArray, the decoded BGR image, the instances, what was wrong with
+    the frame's optional inputs (each left out of the result: no grasps, or grasps on the table), and the
+    camera matrix of a usable CameraInfo (None without one)."""
 
     instances: InstanceArray
     image: np.ndarray
     results: list[InstanceResult]
     problems: list[str]
+    camera_matrix: np.ndarray | None
 
 
 class InstancePipeline:
@@ -107,4 +109,4 @@ class InstancePipeline:
                 problems.append(f"depth left out (sticks taken to lie on the table): {error}")
         if s.grasps and K is not None:
             results = add_grasps(results, K, s.table_distance_m, GraspSettings(margin_m=s.grasp_margin_m), metres)
-        return InstanceFrame(instance_array(msg.header, (height, width), results), image, results, problems)
+        return InstanceFrame(instance_array(msg.header, (height, width), results), image, results, problems, K)

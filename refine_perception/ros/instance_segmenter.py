@@ -15,7 +15,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -100,13 +99,12 @@ class InstanceSegmenter(PerceptionNode):
                   depth: Image | None = None) -> None:
         assert self.pipeline is not None  # frames reach here only when the model opened
         self.pipeline.settings = InstanceSettings.from_params(self.params)
-        instances, image, results, problems = self.pipeline(msg, info, depth)
+        instances, image, results, problems, K = self.pipeline(msg, info, depth)
         self.input_problems(problems)
         self._instances_pub.publish(instances)
         self.arrays_published += 1
         self._markers_pub.publish(instance_markers(instances, score_threshold=self.params.marker_score_threshold))
         if self._overlay_pub.get_subscription_count() > 0:
-            K = None if info is None else np.asarray(info.k, dtype=np.float64).reshape(3, 3)
             overlay = numpy_to_image(draw_instances(image, results, K, score_threshold=self.params.marker_score_threshold),
                                      "bgr8")
             overlay.header = msg.header
