@@ -28,7 +28,7 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from refine_perception.core.cpu import describe  # noqa: E402
-from refine_perception.ros.image_convert import (  # noqa: E402
+from refine_perception.ros.image_messages import (  # noqa: E402
     compressed_to_numpy,
     image_to_numpy,
     numpy_to_compressed,

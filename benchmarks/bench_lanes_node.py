@@ -31,16 +31,15 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from benchmarks.bench_clrnet import median_ms
 from refine_msgs.msg import LaneArray
 from refine_perception.core.cpu import describe
 from refine_perception.data.synthetic.road import road_sample
-from refine_perception.lanes.backends import BackendConfig, open_lane_backend
+from refine_perception.lanes.pipeline import default_model_path
 from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePredictor
-from refine_perception.models.clrnet.weights import load_lane_model
-from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.lane_pipeline import default_model_path
+from refine_perception.ros.image_messages import numpy_to_image
+from refine_perception.runtime import BACKENDS, PRECISIONS, RuntimeConfig, load_model, open_model
+from refine_perception.runtime.select import median_ms
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -159,27 +158,27 @@ def node_phases(args: argparse.Namespace, images: list[Image]) -> dict[str, obje
 
 
 def pipeline_ratio(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, object]:
-    model, metadata = load_lane_model(args.model)
-    settings = DecodeSettings(cut_height=int(metadata.get("cut_height", 270)))
-    eager = LanePredictor.from_model(model, settings)
+    model = load_model(args.model)
+    settings = DecodeSettings(cut_height=int(model.metadata.get("cut_height", 270)))
     with tempfile.TemporaryDirectory() as cache:
-        backend = open_lane_backend(args.model, BackendConfig(backend=args.backend, precision=args.precision,
-                                                              cache_dir=cache))
+        torch_net = open_model(model, RuntimeConfig("torch", "cpu", "fp32", cache_dir=cache))
+        eager = LanePredictor(torch_net, torch_net.input_size, settings)
+        backend = open_model(model, RuntimeConfig(backend=args.backend, precision=args.precision, cache_dir=cache))
         fast = LanePredictor(backend, backend.input_size, settings)
         frame = iter(range(10**9))
         eager_ms = median_ms(lambda: eager([frames[next(frame) % len(frames)]]), args.repeat)
         fast_ms = median_ms(lambda: fast([frames[next(frame) % len(frames)]]), args.repeat)
     return {"torch_eager_ms": round(eager_ms, 1), f"{backend.info.name}_ms": round(fast_ms, 1),
-            "backend": f"{backend.info.name} {backend.info.precision} ({backend.info.provider})",
+            "backend": str(backend.info),
             "speedup": round(eager_ms / fast_ms, 2)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=None, help="weights (default: the shipped model)")
-    parser.add_argument("--backend", default="onnxruntime", choices=("auto", "torch", "onnxruntime", "tensorrt"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16", "int8"),
-                        help="auto: int8 for onnxruntime on the CPU, as the node's default")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS, help="auto: the node's default")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="auto: int8 on the CPU, as the node's default")
     parser.add_argument("--frames", type=int, default=200, help="lock-step frames")
     parser.add_argument("--overload-s", type=float, default=20.0, help="seconds at twice the lock-step rate")
     parser.add_argument("--memory-frames", type=int, default=0, help="extra overload frames to watch memory over")

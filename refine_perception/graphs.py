@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from refine_perception import share
+from refine_perception.runtime.config import BACKENDS, PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,8 @@ TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: pa
 
 IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the lane detector reads (+ /compressed)")
 CAMERA_INFO_TOPIC = Arg("camera_info_topic", "camera/camera_info", "CameraInfo topic matched to the images")
-BACKEND = Arg("backend", "", "Inference backend (empty: params file)", ("", "auto", "torch", "onnxruntime", "tensorrt"))
+BACKEND = Arg("backend", "", "Inference backend (empty: params file)", ("", *BACKENDS))
+PRECISION = Arg("precision", "", "Inference precision (empty: params file)", ("", *PRECISIONS))
 SCORE = Arg("score", "false", "Score the lanes against ground_truth/lanes (the synthetic drive publishes it)",
             ("true", "false"), kind=bool)
 LANES_TRANSPORT = Arg("transport", "raw", "Image transport between camera and detector", ("raw", "compressed"))
@@ -161,7 +163,7 @@ LANE_DETECTOR = NodeSpec(
         ("image_raw/compressed", ArgTopic(IMAGE_TOPIC, "/compressed")),
         ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
     ),
-    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND)),
+    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND), ("precision", PRECISION)),
 )
 
 INSTANCE_SEGMENTER = NodeSpec(
@@ -174,7 +176,7 @@ INSTANCE_SEGMENTER = NodeSpec(
         ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
         ("depth/image_raw", ArgTopic(DEPTH_TOPIC)),
     ),
-    parameters=(("transport", LANES_TRANSPORT),),
+    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND), ("precision", PRECISION)),
 )
 
 
@@ -214,14 +216,14 @@ GRAPHS: dict[str, Graph] = {
             "A bag played with /clock into the lane detector; its lanes recorded for evaluation",
             nodes=(bag_player(LANE_RECORD), LANE_DETECTOR),
             args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC,
-                  BACKEND, SIM_TIME, LANE_RECORD),
+                  BACKEND, PRECISION, SIM_TIME, LANE_RECORD),
         ),
         Graph(
             "replay_instances",
             "A bag played with /clock into the instance segmenter; its instances (with grasps) recorded for evaluation",
             nodes=(bag_player(INSTANCE_RECORD), INSTANCE_SEGMENTER),
             args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, INSTANCE_IMAGE_TOPIC,
-                  CAMERA_INFO_TOPIC, DEPTH_TOPIC, SIM_TIME, INSTANCE_RECORD),
+                  CAMERA_INFO_TOPIC, DEPTH_TOPIC, BACKEND, PRECISION, SIM_TIME, INSTANCE_RECORD),
         ),
         Graph(
             "lanes",
@@ -236,7 +238,7 @@ GRAPHS: dict[str, Graph] = {
                     enabled_by=SCORE,
                 ),
             ),
-            args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND, SCORE),
+            args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND, PRECISION, SCORE),
         ),
     )
 }

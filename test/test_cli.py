@@ -233,14 +233,24 @@ def test_engines_prepares_the_onnx_cache_and_explains_missing_tensorrt(tmp_path)
     torch.manual_seed(0)
     weights = tmp_path / "tiny.safetensors"
     save_lane_model(weights, CLRNet("resnet18", 5, (64, 160), num_priors=32, sample_points=8).eval(), "resnet18", {})
+    from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
+    from refine_perception.models.spatial_embeddings.weights import save_spatial_embeddings
+
+    sticks = tmp_path / "sticks.safetensors"
+    save_spatial_embeddings(sticks, SpatialEmbeddingNet(width=0.5, input_size=(48, 64)).eval())
     cache = tmp_path / "cache"
-    first = run("engines", "--model", str(weights), "--cache-dir", str(cache))
+    first = run("engines", "--model", str(weights), "--model", str(sticks), "--cache-dir", str(cache), "--select",
+                "--precision", "fp32", "--threads", "1")
     assert first.returncode == 0, first.stderr
     exported = sorted(cache.glob("*.onnx"))
-    assert len(exported) == 1 and str(exported[0]) in first.stdout
-    mtime = exported[0].stat().st_mtime_ns
-    assert run("engines", "--model", str(weights), "--cache-dir", str(cache)).returncode == 0
-    assert exported[0].stat().st_mtime_ns == mtime  # reused, not exported again
+    # per model its ONNX export and int8 version(s): this CPU's weights, and the 8-bit file OpenVINO reads
+    assert {p.name.split("-")[0] for p in exported} == {"clrnet", "spatial"}
+    assert all(str(path) in first.stdout for path in exported)
+    assert sum("-int8" in p.name for p in exported) >= 2
+    assert first.stdout.count("precision fp32 threads 1 -> ") == 2 and "medians" in first.stdout
+    stamps = [path.stat().st_mtime_ns for path in exported]
+    assert run("engines", "--model", str(weights), "--model", str(sticks), "--cache-dir", str(cache)).returncode == 0
+    assert [path.stat().st_mtime_ns for path in exported] == stamps  # reused, not built again
     trt = run("engines", "--model", str(weights), "--cache-dir", str(cache), "--tensorrt")
     assert trt.returncode == 2 and "TensorRT is not installed" in trt.stderr
     missing = run("engines", "--model", str(tmp_path / "nope.safetensors"), "--cache-dir", str(cache))

@@ -20,9 +20,9 @@ from visualization_msgs.msg import MarkerArray
 from refine_msgs.msg import InstanceArray
 from refine_perception.bags.instance_bags import DEPTH_UNIT_M
 from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
-from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.instance_messages import instance_results
-from refine_perception.ros.instance_pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+from refine_perception.instances.pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+from refine_perception.ros.image_messages import numpy_to_image
+from refine_perception.ros.instance_messages import instance_results, instances_from_messages
 from refine_perception.ros.instance_segmenter import InstanceSegmenter
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -84,7 +84,7 @@ def test_instances_with_grasps_match_the_offline_pipeline(ros, model: Path) -> N
     assert (array.image_height, array.image_width) == (240, 320)
     published = instance_results(array)
     predictor, _ = open_instance_predictor(str(model), threads=1)
-    expected = instance_results(InstancePipeline(predictor, InstanceSettings())(image, info, depth)[0])
+    expected = instance_results(instances_from_messages(InstancePipeline(predictor, InstanceSettings()), image, info, depth)[0])
     assert len(published) == len(expected) > 0
     for got, want in zip(published, expected):
         assert np.array_equal(got.mask, want.mask) and got.score == pytest.approx(want.score)
@@ -126,7 +126,7 @@ def assert_grasps_without_depth(array: InstanceArray, model: Path, image: Image,
     """`array` holds grasps, exactly those the offline pipeline gives the image and CameraInfo alone."""
     predictor, _ = open_instance_predictor(str(model), threads=1)
     settings = InstanceSettings(table_distance_m=table_distance_m)
-    expected = instance_results(InstancePipeline(predictor, settings)(image, info, None)[0])
+    expected = instance_results(instances_from_messages(InstancePipeline(predictor, settings), image, info)[0])
     published = instance_results(array)
     assert any(r.grasp is not None for r in published)
     assert [r.grasp is None for r in published] == [r.grasp is None for r in expected]

@@ -24,11 +24,11 @@ from refine_msgs.msg import LaneArray
 from refine_perception.core.camera import PinholeCamera
 from refine_perception.data.synthetic.road import RoadSample, drive, road_sample
 from refine_perception.lanes.ground import project_lanes
+from refine_perception.lanes.pipeline import default_model_path
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.weights import save_lane_model
-from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
+from refine_perception.ros.image_messages import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_detector import LaneDetector
-from refine_perception.ros.lane_pipeline import default_model_path
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -248,7 +248,7 @@ def test_a_jump_back_in_time_restarts_matching_and_tracking(ros, tiny_model: Pat
         assert ros.spin_until(lambda: len(feed.lanes) == k + 1, timeout=60), (sec, detector.counters.as_dict())
     assert [msg.header.stamp.sec for msg in feed.lanes] == [5001, 5002, 11, 12, 13, 14]
     assert all(msg.ground_frame_id == "base_footprint" for msg in feed.lanes)  # still matched with CameraInfo
-    assert detector.time_jumps == 1
+    assert detector.stamped_inputs.time_jumps == 1
     assert detector.status_summary()[2]["time_jumps"] == "1"
     before = {lane.track_id for msg in feed.lanes[:2] for lane in msg.lanes}
     after = {lane.track_id for msg in feed.lanes[2:] for lane in msg.lanes}

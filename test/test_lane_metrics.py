@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -20,12 +21,14 @@ from refine_perception.metrics.culane import (
     CULaneResult,
     LaneCounts,
     culane_f1,
+    is_true_positive,
     lane_ious,
     lane_pixels,
     matched_ious,
     natural_spline,
     official_matching,
 )
+from refine_perception.metrics.lane_matching import AttributeTally, true_positive_pairs
 from refine_perception.metrics.tusimple import (
     TuSimpleResult,
     image_scores,
@@ -33,6 +36,7 @@ from refine_perception.metrics.tusimple import (
     tusimple_eval,
     tusimple_eval_with_lanes,
 )
+from refine_perception.models.clrnet.decode import sample_lane
 
 H, W = 590, 1640
 
@@ -334,6 +338,80 @@ def test_official_matching_finds_the_optimum_when_it_is_clear() -> None:
         checked += 1
     assert checked > 100
 
+
+
+# -------------------------------------------------------------- matched lanes: one rule for every caller
+
+# A prediction running down the whole image at x=800, as both callers see it after sampling it at CULane's
+# rows (270, 278, ... 582 of a 1640x590 frame), and a slanted ground truth whose drawn masks meet it with
+# IoU exactly 6119/12238 = 0.5 (found by search); the same truth one row longer gives 0.5017.
+PRED_AT_800 = np.array([[800.0, 650.0], [800.0, 0.0]])
+TRUTH_AT_HALF = np.array([[810.0, 650.0], [806.0, 339.0]])
+TRUTH_ABOVE_HALF = np.array([[410.0, 650.0], [406.0, 338.0]])
+PRED_AT_400 = np.array([[400.0, 650.0], [400.0, 0.0]])
+ABOVE_THE_CUT = np.array([[100.0, 200.0], [100.0, 100.0]])  # no CULane row: dropped by both callers
+
+
+def test_true_positive_pairs_need_iou_strictly_above_the_threshold() -> None:
+    ious = np.array([[0.5, 0.0, 0.0], [0.0, np.nextafter(0.5, 1.0), 0.0], [0.0, 0.0, 0.9]])
+    assert true_positive_pairs(ious) == [(1, 1), (2, 2)]
+    assert true_positive_pairs(ious, 0.9) == []
+    assert true_positive_pairs(np.zeros((2, 0))) == [] == true_positive_pairs(np.zeros((0, 3)))
+    assert is_true_positive(np.array([0.5, 0.51]), 0.5).tolist() == [False, True]
+    tally = AttributeTally()
+    tally.add([(0, 1), (1, 0)], truth_types=[1, -1], truth_colors=[2, 1], pred_types=[3, 1], pred_colors=[1, 1],
+              unlabelled=-1)
+    assert tally == AttributeTally(type_right=1, type_total=1, color_right=1, color_total=2)
+    assert AttributeTally().type_accuracy is None and tally.color_accuracy == 0.5
+
+
+def _frame(lanes: list[np.ndarray], types: list[int], colors: list[int], scores: list[float] | None = None,
+           width: int = W, height: int = H) -> SimpleNamespace:
+    """A LaneArray-like message (the replay scorer only reads fields)."""
+    return SimpleNamespace(image_width=width, image_height=height, lanes=[
+        SimpleNamespace(image_points=[SimpleNamespace(x=x, y=y) for x, y in lane], type=kind, color=colour,
+                        track_id=-1, score=1.0 if scores is None else scores[k])
+        for k, (lane, kind, colour) in enumerate(zip(lanes, types, colors))])
+
+
+def test_both_callers_count_type_and_colour_over_the_f1_true_positives() -> None:
+    """The replay scorer (evaluation/lanes.py) and training's validation (training/lane_eval.py) see the
+    same image: one truth at IoU exactly 0.5 with its prediction (not a TP of F1@50, so its right type and
+    colour are not counted) and one at 0.5017 (a TP, wrong type, right colour). The prediction list starts
+    with a lane both drop for lack of rows, so the attributes must follow the lanes that are kept."""
+    from refine_perception.evaluation.lanes import score_lane_frames
+    from refine_perception.models.clrnet.predict import LanePrediction
+    from refine_perception.training.lane_data import LaneRecord
+    from refine_perception.training.lane_eval import score_culane
+
+    rows = np.arange(270, H, 8)
+    at_half = lane_ious([TRUTH_AT_HALF], [sample_lane(PRED_AT_800, rows, W, H)])[0, 0]
+    above = lane_ious([TRUTH_ABOVE_HALF], [sample_lane(PRED_AT_400, rows, W, H)])[0, 0]
+    assert at_half == 0.5 and 0.5 < above < 0.502
+    truths, truth_types, truth_colors = [TRUTH_AT_HALF, TRUTH_ABOVE_HALF], [1, 2], [1, 2]
+    preds, pred_types, pred_colors = [ABOVE_THE_CUT, PRED_AT_800, PRED_AT_400], [2, 1, 1], [2, 1, 2]
+
+    replay = score_lane_frames([_frame(truths, truth_types, truth_colors)], [_frame(preds, pred_types, pred_colors)])
+
+    prediction = LanePrediction(preds, np.ones(3), np.array(pred_types), np.ones(3), np.array(pred_colors), np.ones(3))
+    record = LaneRecord(np.zeros((H, W, 3), np.uint8), tuple(truths), tuple(truth_types), tuple(truth_colors), None, "x")
+    training, tally = score_culane(_Predictor(prediction, SimpleNamespace(cut_height=270)), [record], batch_size=1)
+
+    expected = AttributeTally(type_right=0, type_total=1, color_right=1, color_total=1)
+    assert replay.attributes == tally == expected
+    assert replay.culane.at(0.5) == training.at(0.5) == LaneCounts(1, 1, 1)
+    assert replay.per_frame[0].tp == 1
+    assert replay.pr_curve[0][2] == 0.5  # recall at the lowest score threshold: the same one TP of two
+
+
+class _Predictor:
+    """A LanePredictor stand-in returning one fixed prediction per image."""
+
+    def __init__(self, prediction: object, settings: object) -> None:
+        self.prediction, self.settings = prediction, settings
+
+    def __call__(self, images: list[np.ndarray]) -> list[object]:
+        return [self.prediction for _ in images]
 
 # ------------------------------------------------------------------- CULane: fast == literal slow port
 

@@ -16,7 +16,7 @@ import yaml
 from refine_perception.graphs import GRAPHS, GraphError, plan
 from refine_perception.ros.executables import NODE_CLASSES
 from refine_perception.ros.graph_runner import node_class
-from refine_perception.ros.node_base import COMMON_PARAMS
+from refine_perception.ros.params import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))

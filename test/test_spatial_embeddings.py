@@ -313,7 +313,7 @@ def test_model_file_round_trip(saved: tuple, tmp_path: Path) -> None:
         torch.float16}
     with torch.no_grad():
         torch.testing.assert_close(load_spatial_embeddings(half)[0](images), model(images), rtol=0, atol=0.02)
-    predictor = InstancePredictor.from_file(half)
+    predictor, _ = InstancePredictor.from_file(half)
     assert predictor.input_size == (32, 48) and predictor.class_names == ("stick", "cube")
 
 

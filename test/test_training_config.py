@@ -1,8 +1,10 @@
-"""Training configuration: the shipped YAML files load, defaults survive a round trip, and every kind of
-mistake (unknown key, wrong type, bad override, missing root) is a ConfigError naming where it is."""
+"""Training configuration: the shipped YAML files load, defaults survive a round trip, every kind of
+mistake (unknown key, wrong type, bad override, missing root) is a ConfigError naming where it is, and a
+recipe's stages resolve to the runs that made the shipped lane weights."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +20,14 @@ from refine_perception.training.config import (
     apply_overrides,
     from_dict,
     load_config,
+    load_stages,
     to_dict,
 )
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "training"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "config" / "training"
 YAML_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
+RECIPE = CONFIG_DIR / "lanes_r18_synthetic.yaml"
 
 
 def build(tree: dict[str, Any]) -> LanesTrainConfig:
@@ -36,9 +41,9 @@ def test_config_directory_is_not_empty() -> None:
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
 def test_shipped_yaml_loads_and_round_trips(path: Path) -> None:
     kind = InstancesTrainConfig if path.name.startswith("instances") else LanesTrainConfig
-    config = load_config(path, kind=kind)
-    assert isinstance(config, kind)
-    assert from_dict(kind, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
+    for _, config in load_stages(path, kind=kind):  # a plain file is one unnamed stage
+        assert isinstance(config, kind)
+        assert from_dict(kind, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
 
 
 def test_instance_config_checks() -> None:
@@ -52,14 +57,92 @@ def test_instance_config_checks() -> None:
         from_dict(InstancesTrainConfig, {"train": [{"kind": "disk"}]})
 
 
-def test_synthetic_cpu_yaml_values() -> None:
-    config = load_config(CONFIG_DIR / "lanes_r18_synthetic_cpu.yaml")
+def test_recipe_first_stage_values() -> None:
+    config = load_config(RECIPE, stage="scratch")
     assert (config.model.input_height, config.model.input_width) == (160, 400)
     assert [d.kind for d in config.train] == ["culane", "tusimple"]
     assert config.train[1].label_files == ("label_data_train.json",)
     assert config.augment.scale == (0.9, 1.1) and isinstance(config.augment.scale, tuple)
     assert config.augment.flip == 0.5  # not in the file: the default
-    assert config.optim.lr == pytest.approx(1e-3)
+    assert config.optim.lr == pytest.approx(1e-3) and config.model.init == ""
+
+
+def test_recipe_stages_chain_to_the_shipped_weights() -> None:
+    """Each stage starts from the one before; the last is the config the shipped model's json records, and
+    the json names the recipe's stages for its runs, in order."""
+    stages = load_stages(RECIPE)
+    names = [name for name, _ in stages]
+    assert names == ["scratch", "again", "hard", "lanepool", "input560", "polish", "laneiou", "bf16"]
+    for (_, before), (_, after) in zip(stages, stages[1:]):
+        assert after.model.init == f"{before.run.out}/final.safetensors"
+    shipped = json.loads((ROOT / "models" / "clrnet_r18_synthetic.json").read_text())
+    assert from_dict(LanesTrainConfig, shipped["training"]["config"]) == stages[-1][1]
+    cost = shipped["training_cost"]
+    assert (cost["config"], cost["stage"]) == ("config/training/lanes_r18_synthetic.yaml", "bf16")
+    assert [run["command"].split("--stage ")[1] for run in cost["runs"]] == names
+    assert sum(run["steps"] for run in cost["runs"]) == cost["steps"]
+    # what each stage changes (the rest carries over from the stage before)
+    again, hard, input560, bf16 = (dict(stages)[name] for name in ("again", "hard", "input560", "bf16"))
+    assert (again.optim.epochs, again.optim.lr, again.val.every, again.train) == (2, 5e-4, 625, stages[0][1].train)
+    assert [(d.kind, d.limit, d.seed, d.category) for d in hard.train] == [
+        ("culane", 4000, 0, ""), ("tusimple", 2000, 0, ""), ("synthetic", 0, 11, "curve"), ("synthetic", 0, 12, "noline")]
+    assert (input560.model.input_height, input560.model.pooling, input560.run.checkpoint_every) == (224, "lane", 100)
+    assert (bf16.optim.amp, bf16.loss.iou, bf16.run.threads, bf16.train[0].limit) == (True, "lane", 0, 0)
+
+
+def write_recipe(tmp_path: Path, stages: Any, **top: Any) -> Path:
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump({"run": {"out": "runs/a"}, **top, "stages": stages}))
+    return path
+
+
+def test_recipe_overrides_apply_to_every_stage(tmp_path: Path) -> None:
+    path = write_recipe(tmp_path, [{"name": "one"}, {"name": "two", "optim": {"lr": 0.5}, "run": {"out": "runs/b"}}],
+                        optim={"epochs": 2, "lr": 0.1})
+    overrides = ["optim.epochs=4", "model.init=start.safetensors"]
+    (_, one), (_, two) = load_stages(path, overrides)
+    assert (one.optim.epochs, one.optim.lr, one.model.init) == (4, 0.1, "start.safetensors")
+    assert (two.optim.epochs, two.optim.lr, two.model.init) == (4, 0.5, "runs/a/final.safetensors")
+    assert load_config(path, overrides, stage="two") == two
+    with pytest.raises(ConfigError, match="is a recipe of stages one, two: name one"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="no stage 'three'; it has one, two"):
+        load_config(path, stage="three")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("optim:\n  epochs: 3\n")
+    with pytest.raises(ConfigError, match="no stage 'one' \\(the file has no stages\\)"):
+        load_config(plain, stage="one")
+
+
+@pytest.mark.parametrize(
+    ("stages", "message"),
+    [
+        ([], "stages: expected a list of stages"),
+        ({"name": "one"}, "stages: expected a list of stages"),
+        ([{"optim": {"lr": 0.1}}], r"stages\[0\]: expected a mapping with a name"),
+        (["one"], r"stages\[0\]: expected a mapping with a name"),
+        ([{"name": "one"}, {"name": "one", "run": {"out": "runs/b"}}], "stage one: the name is taken"),
+        ([{"name": "one"}, {"name": "two", "model": {"init": "x.safetensors"}, "run": {"out": "runs/b"}}],
+         "stage two: model.init is the previous stage's final.safetensors"),
+        ([{"name": "one"}, {"name": "two"}], "stage two: run.out runs/a is stage one's too"),
+        ([{"name": "one"}, {"name": "two", "optim": {"lr": "fast"}, "run": {"out": "runs/b"}}],
+         "stage two: optim.lr: expected a number"),
+        ([{"name": "one", "optim": {"lrr": 1}}], r"stage one: optim: unknown key\(s\) \['lrr'\]"),
+    ],
+)
+def test_bad_recipes_name_the_stage(tmp_path: Path, stages: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_stages(write_recipe(tmp_path, stages))
+
+
+def test_backbone_weights_and_curvelanes_entries() -> None:
+    config = build({"model": {"backbone_weights": "resnet18.pth"},
+                    "train": [{"kind": "curvelanes", "root": "data/CurveLanes", "split": "valid", "cut_height": 0}]})
+    assert config.model.backbone_weights == "resnet18.pth" and config.train[0].split == "valid"
+    with pytest.raises(ConfigError, match="model.init and model.backbone_weights: set one"):
+        build({"model": {"backbone_weights": "resnet18.pth", "init": "lanes.safetensors"}})
+    with pytest.raises(ConfigError, match="a curvelanes dataset needs a root"):
+        build({"train": [{"kind": "curvelanes"}]})
 
 
 def test_defaults_round_trip() -> None:

@@ -71,7 +71,7 @@ def test_loss_falls_validation_and_export(sticks: Path, tmp_path: Path) -> None:
                            "--out", str(out)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert yaml.safe_load(done.stdout)["dtype"] == "float16"
-    predictor = InstancePredictor.from_file(out)
+    predictor, _ = InstancePredictor.from_file(out)
     assert predictor.input_size == (64, 96)
     results = predictor([render_sticks(np.random.SeedSequence([21, 0]), 192, 128).image])[0]
     assert all(r.mask.shape == (128, 192) for r in results)

@@ -203,3 +203,95 @@ def test_amp_runs_convolutions_in_bfloat16_where_the_cpu_has_it(road: Path, tmp_
     assert seen == [torch.bfloat16 if amp else torch.float32]
     assert scalars is not None and all(map(math.isfinite, scalars.values()))
     assert conv.weight.dtype == torch.float32 and conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def synthetic_config(out: Path, train: list | None = None, **sections: dict) -> dict:
+    """A two-image run on rendered scenes (or on `train`): enough to build the trainer and take a step."""
+    return {**tiny_config(Path(), out, **sections), "train": train or [{"kind": "synthetic", "seed": 5, "size": 2}]}
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_imagenet_backbone_weights_from_the_config(tmp_path: Path, suffix: str) -> None:
+    """model.backbone_weights loads an ImageNet checkpoint (classifier included, as released) into the
+    backbone of a fresh run; the rest of the network keeps its random start."""
+    from refine_perception.models.backbones import build_backbone
+
+    torch.manual_seed(1)
+    imagenet = build_backbone("resnet18")
+    state = {k: v + 0.25 for k, v in imagenet.state_dict().items() if not k.endswith("num_batches_tracked")}
+    state |= {"fc.weight": torch.randn(1000, 512), "fc.bias": torch.randn(1000)}
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".pth":
+        torch.save({"state_dict": state, "epoch": 90}, path)  # read back with weights_only=True
+    else:
+        safetensors.torch.save_file(state, str(path))
+    trainer = LaneTrainer(from_dict(LanesTrainConfig, synthetic_config(tmp_path / "run", model={"backbone_weights": str(path)})),
+                          progress=False)
+    loaded = trainer.model.backbone.state_dict()
+    assert all(torch.equal(loaded[k].cpu(), v) for k, v in state.items() if not k.startswith("fc."))
+    assert trainer._train_step(*next(trainer._batches(0, 0))) is not None
+
+
+def test_unreadable_backbone_weights_stop_refine_train_with_a_message(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from refine_perception.training.cli import main
+
+    bad = tmp_path / "resnet18.pth"
+    bad.write_bytes(b"not a checkpoint")
+    config = write_config(tmp_path / "c.yaml", synthetic_config(tmp_path / "run", model={"backbone_weights": str(bad)}))
+    assert main(["lanes", "--no-progress", "--config", str(config)]) == 2
+    assert f"refine-train: error: {bad}: cannot read checkpoint" in capsys.readouterr().err
+
+
+def write_curvelanes(root: Path, split: str, count: int) -> None:
+    """A CurveLanes-layout split of `count` 320x180 images, each with two painted lanes and their labels."""
+    import cv2
+    import numpy as np
+
+    from refine_perception.data.formats.curvelanes import write_curvelanes_json
+
+    names = []
+    for index in range(count):
+        image = np.full((180, 320, 3), 60, np.uint8)
+        lanes = [np.array([[60.0 + 10 * index, 179.0], [140.0, 40.0]]), np.array([[260.0, 179.0], [180.0, 40.0]])]
+        for lane in lanes:
+            cv2.line(image, tuple(int(v) for v in lane[0]), tuple(int(v) for v in lane[1]), (255, 255, 255), 3)
+        name = f"images/{split}{index}.jpg"
+        (root / split / "images").mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / split / name), image)
+        write_curvelanes_json(root / split / "labels" / f"{split}{index}.lines.json", lanes)
+        names.append(name)
+    (root / split / f"{split}.txt").write_text("".join(f"{name}\n" for name in names))
+
+
+def test_curvelanes_dataset_from_the_config(tmp_path: Path) -> None:
+    """A CurveLanes copy trains and validates through `train`/`val` entries of kind curvelanes."""
+    root = tmp_path / "CurveLanes"
+    write_curvelanes(root, "train", 4)
+    write_curvelanes(root, "valid", 2)
+    entry = {"kind": "curvelanes", "root": str(root), "cut_height": 0}
+    tree = synthetic_config(tmp_path / "run", train=[{**entry, "split": "train"}], augment=NO_AUGMENT,
+                            optim={"epochs": 1}, val={"datasets": [{**entry, "split": "valid"}], "batch_size": 2})
+    trainer = LaneTrainer(from_dict(LanesTrainConfig, tree), progress=False)
+    record, cut_height = trainer.data.record(1)
+    assert record.image.shape == (180, 320, 3) and cut_height == 0
+    assert [lane[0].tolist() for lane in record.lanes] == [[70.0, 179.0], [260.0, 179.0]]
+    _, targets = trainer.data[1]
+    assert len(targets.types) == 2  # both lanes reach the network's label space
+    final = trainer.fit()
+    assert [h["step"] for h in trainer.history] == [2] and "F1@50" in trainer.history[0]
+    assert load_lane_model(final)[1]["training"]["config"]["train"][0]["kind"] == "curvelanes"
+
+
+def test_recipe_stages_train_in_order_each_from_the_last(tmp_path: Path) -> None:
+    from refine_perception.training.cli import main
+
+    tree = synthetic_config(tmp_path / "first", augment=NO_AUGMENT, optim={"epochs": 1})
+    tree["stages"] = [{"name": "first"}, {"name": "second", "optim": {"lr": 1e-4}, "run": {"out": str(tmp_path / "second")}}]
+    recipe = write_config(tmp_path / "recipe.yaml", tree)
+    assert main(["lanes", "--no-progress", "--config", str(recipe)]) == 0
+    second = load_lane_model(tmp_path / "second" / "final.safetensors")[1]["training"]["config"]
+    assert second["model"]["init"] == str(tmp_path / "first" / "final.safetensors") and second["optim"]["lr"] == 1e-4
+    assert main(["lanes", "--no-progress", "--config", str(recipe)]) == 2  # the runs are there: --resume or another out
+    assert main(["lanes", "--no-progress", "--config", str(recipe), "--resume"]) == 0  # both already finished
+    assert main(["lanes", "--no-progress", "--config", str(recipe), "--stage", "third"]) == 2

@@ -22,7 +22,7 @@ from std_msgs.msg import Header
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.calibration import Calibration
-from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
+from refine_perception.ros.image_messages import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.messages import camera_info_message
 
 IMAGE_TOPIC = "/camera/image_raw"

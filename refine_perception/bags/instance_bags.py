@@ -32,7 +32,7 @@ from refine_perception.bags.reader import BagError
 from refine_perception.bags.writer import BagWriter
 from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
 from refine_perception.instances.sticks_truth import scene_truth
-from refine_perception.ros.image_convert import numpy_to_image
+from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.instance_messages import instance_array
 
 TRUTH_INSTANCES_TOPIC = "/ground_truth/instances"

@@ -16,8 +16,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "launch",
         help="run a node graph in one process (what `ros2 launch refine_perception <graph>.launch.py` starts)",
-        description="Runs the nodes of a graph in this process on a multi-threaded executor, with the same "
-        "params files and arguments as launch/<graph>.launch.py. Stop with Ctrl-C.",
+        description="Runs the nodes of a graph in this process, each on its own single-threaded executor thread, "
+        "with the same params files and arguments as launch/<graph>.launch.py. Stop with Ctrl-C.",
     )
     p.add_argument("graph", nargs="?", help=f"one of: {', '.join(GRAPHS)}")
     p.add_argument("arguments", nargs="*", metavar="name:=value", help="launch arguments, as for ros2 launch")

@@ -15,6 +15,7 @@ import argparse
 import tempfile
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,9 +153,9 @@ NO_DEFAULT_INSTANCES = ("no default instance weights are shipped yet: train them
 
 
 def _check_instance_model(params: dict[str, Any]) -> None:
+    from refine_perception.instances.pipeline import default_instance_model_path
     from refine_perception.models.model_file import ModelFileError
     from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
-    from refine_perception.ros.instance_pipeline import default_instance_model_path
 
     path = str(params.get("model", "")) or default_instance_model_path()
     try:
@@ -166,25 +167,26 @@ def _check_instance_model(params: dict[str, Any]) -> None:
 
 def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None:
     from refine_perception.evaluation.replay import run_offline
-    from refine_perception.lanes.backends import BackendError, UnsupportedCombination
     from refine_perception.models.model_file import ModelFileError
+    from refine_perception.runtime import BackendError, UnsupportedCombination
 
     slop = float(params.get("sync_slop_s", 0.02))
+    runtime = (str(params.get("model", "")), str(params.get("backend", "auto")), str(params.get("device", "")),
+               str(params.get("precision", "auto")), int(params.get("threads", 0)))  # as the node reads them
     try:
         if name == "lanes":
-            from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, open_predictor
+            from refine_perception.lanes.pipeline import LanePipeline, PipelineSettings, open_predictor
+            from refine_perception.ros.lane_messages import lanes_from_messages
 
-            predictor, cut_ratio, _ = open_predictor(str(params.get("model", "")), str(params.get("backend", "auto")),
-                                                     str(params.get("device", "")),
-                                                     str(params.get("precision", "auto")), int(params.get("threads", 0)))
+            predictor, cut_ratio, _ = open_predictor(*runtime)
             lanes = LanePipeline(predictor, PipelineSettings.from_params(params), cut_ratio)
             inputs = [bag.image_topic] + ([bag.camera_info_topic] if bag.camera_info_topic else [])
-            run_offline(bag, lanes, _TASKS[name].topic, inputs, results, slop)
+            run_offline(bag, partial(lanes_from_messages, lanes), _TASKS[name].topic, inputs, results, slop)
             return
-        from refine_perception.ros.instance_pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+        from refine_perception.instances.pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
+        from refine_perception.ros.instance_messages import instances_from_messages
 
-        predictor, _ = open_instance_predictor(str(params.get("model", "")), str(params.get("device", "")),
-                                               int(params.get("threads", 0)))
+        predictor, _ = open_instance_predictor(*runtime)
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
         hint = f" ({NO_DEFAULT_INSTANCES})" if name == "instances" and not params.get("model") else ""
         raise CliError(f"cannot load the {name} model: {error}{hint}") from None
@@ -194,7 +196,7 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
         if params["use_depth"]:
             inputs.append(bag.depth_topic)
     instances = InstancePipeline(predictor, InstanceSettings.from_params(params))
-    run_offline(bag, instances, _TASKS[name].topic, inputs, results, slop)
+    run_offline(bag, partial(instances_from_messages, instances), _TASKS[name].topic, inputs, results, slop)
 
 
 def _play(args: argparse.Namespace, task: _Task, bag: Any, params_file: Path, results: Path) -> None:

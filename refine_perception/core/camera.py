@@ -21,6 +21,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from refine_perception.core.calibration import Calibration
+
 # Camera optical axes expressed in the ground frame when yaw = pitch = roll = 0 (columns: x, y, z).
 _OPTICAL_TO_GROUND = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
 
@@ -234,3 +236,20 @@ class PinholeCamera:
             except (TypeError, ValueError):
                 raise CameraModelError(f"extrinsics {name} must be a number") from None
         return cls(_finite(K, (3, 3), "K"), width, height, mount, D=np.asarray(D, dtype=np.float64), **angles)
+
+
+def camera_for_image(calibration: Calibration, width: int, height: int,
+                     mounting: Mapping[str, float] | None = None) -> PinholeCamera:
+    """The camera a calibration (a CameraInfo's contents) describes, checked against the `width` x `height`
+    image it came with: a calibration for another size would misplace every point. Raises CameraModelError
+    for that, a K that is not a pinhole matrix (all zeros, NaN, fx or fy <= 0) or bad distortion.
+    `mounting` (mount_height, pitch, roll, yaw) matters only for projecting onto the ground; without it
+    the camera stands 1 m above it, looking level."""
+    if (calibration.width, calibration.height) != (width, height):
+        raise CameraModelError(f"CameraInfo is for {calibration.width}x{calibration.height} images, "
+                               f"the image is {width}x{height}")
+    return PinholeCamera.from_camera_info(
+        {"K": calibration.K, "D": calibration.D, "width": calibration.width, "height": calibration.height,
+         "distortion_model": calibration.distortion_model},
+        mounting or {"mount_height": 1.0},
+    )

@@ -6,7 +6,8 @@ CULane F1@50/F1@75/mF1 with the official rules at the frames' own size (predicti
 from the crop line down, as the official writers do), per tagged category; the TuSimple rule (a lane is
 right when 85 % of its points are within 20 px, sampled every 10 rows below the crop: TuSimple's own rows
 at 1280x720); lane-type and colour accuracy over matched lanes; tracking id switches (a ground-truth
-lane matched to a new detector id); precision and recall at IoU 0.5 as the score threshold rises.
+lane matched to a new detector id); precision and recall at IoU 0.5 as the score threshold rises. A
+matched lane is one CULane's F1@50 counts as a true positive (`metrics.lane_matching`).
 Works on rclpy and rosbags messages alike (only field access).
 """
 
@@ -20,11 +21,13 @@ import numpy as np
 
 from refine_perception.data.formats.tusimple import TuSimpleRecord
 from refine_perception.metrics.culane import ROW_STEP as CULANE_ROW_STEP
-from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious, official_matching
+from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious
+from refine_perception.metrics.lane_matching import AttributeTally, true_positive_pairs
 from refine_perception.metrics.tusimple import TuSimpleResult, tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import sample_lane
 
 TUSIMPLE_ROW_STEP = 10
+UNANNOTATED = 0  # Lane.msg's TYPE_UNKNOWN and COLOR_UNKNOWN: the truth does not say
 PR_THRESHOLDS = tuple(np.round(np.arange(0.40, 0.96, 0.05), 2))
 
 
@@ -53,21 +56,18 @@ class LaneScores:
     culane: CULaneResult
     tusimple: TuSimpleResult  # over the frames with lanes (see `tusimple_eval_with_lanes`)
     tusimple_laneless: dict[str, int] = field(default_factory=dict)  # frames without lanes, false lanes on them
-    type_right: int = 0
-    type_total: int = 0
-    color_right: int = 0
-    color_total: int = 0
+    attributes: AttributeTally = field(default_factory=AttributeTally)  # lane type / colour over matched lanes
     id_switches: int = 0
     per_frame: list[FrameScore] = field(default_factory=list)
     pr_curve: list[tuple[float, float, float]] = field(default_factory=list)  # (threshold, precision, recall)
 
     @property
     def type_accuracy(self) -> float | None:
-        return self.type_right / self.type_total if self.type_total else None
+        return self.attributes.type_accuracy
 
     @property
     def color_accuracy(self) -> float | None:
-        return self.color_right / self.color_total if self.color_total else None
+        return self.attributes.color_accuracy
 
     def categories(self) -> list[str]:
         return [name for name in self.culane.images if name != "all"]
@@ -85,7 +85,7 @@ class LaneScores:
             "tusimple": self.tusimple.to_dict(),
             "tusimple_laneless": self.tusimple_laneless,
             "type_accuracy": self.type_accuracy,
-            "type_matched": self.type_total,
+            "type_matched": self.attributes.type_total,
             "color_accuracy": self.color_accuracy,
             "id_switches": self.id_switches,
             "pr_curve": [{"threshold": t, "precision": p, "recall": r} for t, p, r in self.pr_curve],
@@ -134,23 +134,15 @@ def score_lane_frames(truths: Sequence[Any], preds: Sequence[Any | None], tags: 
         lane_scores = np.array([lane.score for lane in pred_msgs])
         for t, threshold in enumerate(PR_THRESHOLDS):
             chosen = np.flatnonzero(lane_scores >= threshold) if len(lanes) else np.zeros(0, dtype=int)
-            tp = _true_positives(ious[:, chosen]) if len(chosen) and gt_lanes else 0
+            tp = len(true_positive_pairs(ious[:, chosen]))
             pr_counts[t] += (tp, len(chosen) - tp, len(gt_lanes) - tp)
-        match = official_matching(ious) if gt_lanes and lanes else [-1] * len(gt_lanes)
-        tp = 0
-        for gt, k in enumerate(match):
-            if k < 0 or ious[gt, k] <= 0.5:
-                continue
-            tp += 1
-            truth_lane, pred_lane = truth.lanes[gt], pred_msgs[k]
-            if truth_lane.type != 0:  # TYPE_UNKNOWN: not annotated
-                scores.type_total += 1
-                scores.type_right += int(pred_lane.type == truth_lane.type)
-            if truth_lane.color != 0:
-                scores.color_total += 1
-                scores.color_right += int(pred_lane.color == truth_lane.color)
-            if truth_lane.track_id >= 0:
-                tracks.setdefault(int(truth_lane.track_id), []).append(int(pred_lane.track_id))
+        pairs = true_positive_pairs(ious)
+        scores.attributes.add(pairs, [lane.type for lane in truth.lanes], [lane.color for lane in truth.lanes],
+                              [lane.type for lane in pred_msgs], [lane.color for lane in pred_msgs], UNANNOTATED)
+        for gt, k in pairs:
+            if truth.lanes[gt].track_id >= 0:
+                tracks.setdefault(int(truth.lanes[gt].track_id), []).append(int(pred_msgs[k].track_id))
+        tp = len(pairs)
         scores.per_frame.append(FrameScore(index, tp, len(lanes) - tp, len(gt_lanes) - tp))
     categories = [tag[0] if tag else None for tag in tags] if tags else None
     if categories is not None and len(categories) != len(truths):
@@ -163,8 +155,3 @@ def score_lane_frames(truths: Sequence[Any], preds: Sequence[Any | None], tags: 
     for threshold, (tp, fp, fn) in zip(PR_THRESHOLDS, pr_counts):
         scores.pr_curve.append((float(threshold), tp / (tp + fp) if tp + fp else 1.0, tp / (tp + fn) if tp + fn else 1.0))
     return scores
-
-
-def _true_positives(ious: np.ndarray) -> int:
-    match = official_matching(ious)
-    return sum(1 for gt, k in enumerate(match) if k >= 0 and ious[gt, k] > 0.5)

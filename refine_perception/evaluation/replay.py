@@ -29,7 +29,7 @@ from refine_perception.core.image_codec import ImageFormatError
 from refine_perception.core.sync import ApproximateTimeSync
 from refine_perception.evaluation.instances import InstanceScores, score_instance_frames
 from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
-from refine_perception.ros.image_convert import to_bgr
+from refine_perception.ros.image_messages import to_bgr
 from refine_perception.ros.instance_messages import instance_results
 
 LANES_TOPIC = "/lanes"

@@ -22,7 +22,7 @@ from refine_perception.bags.reader import BagReader  # noqa: E402
 from refine_perception.data.preview import grid  # noqa: E402
 from refine_perception.evaluation.lanes import image_points  # noqa: E402
 from refine_perception.evaluation.replay import ReplayEvaluation, stamp_label  # noqa: E402
-from refine_perception.ros.image_convert import to_bgr  # noqa: E402
+from refine_perception.ros.image_messages import to_bgr  # noqa: E402
 from refine_perception.ros.instance_messages import draw_instances, instance_results  # noqa: E402
 from refine_perception.ros.lane_messages import draw_overlay  # noqa: E402
 
@@ -142,8 +142,8 @@ def _lane_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
                      ["TuSimple FN", _pct(tusimple.fn)],
                      ["lanes on frames without lanes", f"{s.tusimple_laneless.get('false_lanes', 0)} on "
                                                        f"{s.tusimple_laneless.get('images', 0)} frames"],
-                     ["lane type accuracy", f"{_pct(s.type_accuracy)} ({s.type_total} matched lanes)"],
-                     ["lane colour accuracy", f"{_pct(s.color_accuracy)} ({s.color_total})"],
+                     ["lane type accuracy", f"{_pct(s.type_accuracy)} ({s.attributes.type_total} matched lanes)"],
+                     ["lane colour accuracy", f"{_pct(s.color_accuracy)} ({s.attributes.color_total})"],
                      ["tracking id switches", str(s.id_switches)]]), ""]
     if s.categories():
         rows = [["category", "frames", "F1@50", "F1@75", "mF1"]]

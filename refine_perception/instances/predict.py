@@ -13,20 +13,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
 from refine_perception.instances.result import InstanceResult, OrientedBox
-from refine_perception.models.clrnet.preprocess import crop_resize, to_network
+from refine_perception.models.model_file import ModelFileError
+from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
 from refine_perception.models.spatial_embeddings.embedding import Embeddings, split_output
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
-from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
+from refine_perception.models.spatial_embeddings.weights import FORMAT
 from refine_perception.models.threads import intra_op_threads
+from refine_perception.runtime import BackendInfo, RuntimeConfig, open_network
 
 Network = Callable[[np.ndarray], np.ndarray]  # (B, 3, H, W) float32 in [0, 1] -> raw output (B, C, H, W)
+EAGER_CPU = RuntimeConfig(backend="torch", device="cpu", precision="fp32")
 
 
 def torch_network(model: SpatialEmbeddingNet, device: str | torch.device = "cpu") -> Network:
@@ -99,6 +103,7 @@ class InstancePredictor:
         self.pixels_per_unit = pixels_per_unit
         self.class_names = tuple(class_names)
         self.settings = settings
+        self.metadata: dict[str, Any] = {}  # the model file's, when read from one
 
     @classmethod
     def from_model(cls, model: SpatialEmbeddingNet, settings: ClusterSettings = ClusterSettings(),
@@ -108,9 +113,21 @@ class InstancePredictor:
 
     @classmethod
     def from_file(cls, path: str | Path, settings: ClusterSettings = ClusterSettings(),
-                  device: str | torch.device = "cpu", threads: int = 0) -> InstancePredictor:
-        """Raises ModelFileError for a missing, damaged or foreign model file."""
-        return cls.from_model(load_spatial_embeddings(path, device)[0], settings, device, threads)
+                  config: RuntimeConfig = EAGER_CPU) -> tuple[InstancePredictor, BackendInfo]:
+        """The predictor of the model file at `path` on the runtime backend `config` asks for, and what
+        runs it. Raises ModelFileError, BackendError or UnsupportedCombination."""
+        network = open_network(path, config)
+        if network.kind.file_format != FORMAT:
+            raise ModelFileError(f"{path}: not a SpatialEmbeddings model file ({network.kind.name})")
+        meta = network.metadata
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return network(batch)[0]
+
+        predictor = cls(run, network.input_size, int(meta["n_sigma"]), float(meta["pixels_per_unit"]),
+                        meta["class_names"], settings, config.threads)
+        predictor.metadata = meta
+        return predictor, network.info
 
     def inputs(self, images: Sequence[np.ndarray]) -> np.ndarray:
         return to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))

@@ -313,6 +313,12 @@ def _gt_to_pred(partner: list[int], owner: list[int], transposed: bool) -> np.nd
     return np.array(owner if transposed else partner, dtype=np.int64)
 
 
+def is_true_positive(iou: np.ndarray | float, threshold: np.ndarray | float) -> np.ndarray:
+    """CULane's rule for a matched pair: its IoU is strictly above the threshold (so at IoU 0.5 exactly a
+    pair is not a true positive of F1@50). Every count of matched lanes goes through this comparison."""
+    return np.greater(iou, threshold)
+
+
 def matched_ious(similarity: np.ndarray, mode: Mode = "official") -> np.ndarray:
     """IoUs of the matched (ground truth, prediction) pairs of one image."""
     if similarity.size == 0 or not similarity.any():
@@ -350,7 +356,7 @@ def _count_chunk(
     counts = np.zeros((len(gts), len(thresholds), 3), np.int64)
     for k in range(len(gts)):
         ious = matched_ious(pixel_ious(gt_pixels[k], pred_pixels[k], width, image_size), mode)
-        tp = (ious[:, None] > thresholds[None, :]).sum(axis=0)
+        tp = is_true_positive(ious[:, None], thresholds[None, :]).sum(axis=0)
         counts[k, :, 0] = tp
         counts[k, :, 1] = pred_sizes[k] - tp
         counts[k, :, 2] = gt_sizes[k] - tp

@@ -31,7 +31,8 @@ from refine_perception.bags.frames import (
 from refine_perception.bags.reader import BagError, BagReader
 from refine_perception.bags.writer import STORAGES, BagWriter
 from refine_perception.ros.messages import import_message_type
-from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import QOS_CHOICES, Param, qos_from_name
 
 INFO_GRACE_S = 5.0
 SETTLE_S = 1.0

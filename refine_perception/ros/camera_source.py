@@ -23,10 +23,11 @@ from refine_perception.core.frame_sources import (
     open_source,
 )
 from refine_perception.core.image_codec import ENCODINGS
-from refine_perception.ros.image_convert import numpy_to_compressed, numpy_to_image
+from refine_perception.ros.image_messages import numpy_to_compressed, numpy_to_image
 from refine_perception.ros.lane_messages import ground_truth_lanes
 from refine_perception.ros.messages import camera_info_message, import_message_type
-from refine_perception.ros.node_base import QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import QOS_CHOICES, Param, qos_from_name
 
 
 class CameraSource(PerceptionNode):

@@ -19,8 +19,6 @@ from refine_perception.graphs import plan
 from refine_perception.ros.executables import NODE_CLASSES
 from refine_perception.share import config_dir
 
-# Executable name (setup.py console script) -> node class; a test keeps it in step with setup.py.
-
 
 class NodeStartError(RuntimeError):
     """A node could not start (bad parameter, missing file, ...); the message names the node."""

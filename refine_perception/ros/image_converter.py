@@ -8,8 +8,9 @@ from typing import Any
 
 from sensor_msgs.msg import CompressedImage, Image
 
-from refine_perception.ros.image_convert import compressed_to_numpy, image_to_numpy, numpy_to_image
-from refine_perception.ros.node_base import INPUT_PARAMS, QOS_CHOICES, Param, PerceptionNode, node_main, qos_from_name
+from refine_perception.ros.image_messages import compressed_to_numpy, image_to_numpy, numpy_to_image
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import INPUT_PARAMS, QOS_CHOICES, Param, qos_from_name
 
 
 class ImageConverter(PerceptionNode):

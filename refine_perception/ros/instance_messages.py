@@ -13,20 +13,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
 from rclpy.duration import Duration
 from scipy.spatial.transform import Rotation
-from sensor_msgs.msg import RegionOfInterest
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from refine_msgs.msg import Instance, InstanceArray, MaskRLE, OrientedBox2D
 from refine_perception.core import rle
+from refine_perception.core.image_codec import ImageFormatError
 from refine_perception.instances.result import Grasp, InstanceResult, OrientedBox
+from refine_perception.ros.image_messages import depth_to_metres, to_bgr
+from refine_perception.ros.messages import calibration_from_info
+
+if TYPE_CHECKING:  # the pipeline brings torch; what converts messages needs only its interface
+    from refine_perception.instances.pipeline import InstanceFrame, InstancePipeline
 
 # RGB, Okabe–Ito without black: masks cycle through them in the order given
 PALETTE: tuple[tuple[int, int, int], ...] = (
@@ -108,6 +114,25 @@ def instance_array(header: Header, image_size: tuple[int, int], results: Sequenc
     order = sorted(range(len(results)), key=lambda k: -results[k].score)
     instances = [_instance(n + 1, results[k], size, f"instance {k}") for n, k in enumerate(order)]
     return InstanceArray(header=header, image_height=size[0], image_width=size[1], instances=instances)
+
+
+def instances_from_messages(pipeline: InstancePipeline, msg: Image | CompressedImage, info: CameraInfo | None = None,
+                            depth: Image | None = None) -> tuple[InstanceArray, InstanceFrame]:
+    """One frame's messages through the instance pipeline, as the instance_segmenter node and the offline
+    replay both run it: the image decoded (ImageFormatError when bad), the CameraInfo's contents handed
+    over as they are, the depth image in metres (one that does not decode costs the sticks' heights, listed
+    among the frame's problems after the pipeline's own), and the InstanceArray under the image's header."""
+    image = to_bgr(msg, pipeline.settings.max_image_pixels)
+    metres = None
+    unreadable = []
+    if depth is not None:
+        try:
+            metres = depth_to_metres(depth)
+        except ImageFormatError as error:
+            unreadable.append(pipeline.depth_left_out(error))
+    frame = pipeline(image, None if info is None else calibration_from_info(info), metres)
+    frame.problems.extend(unreadable)
+    return instance_array(msg.header, image.shape[:2], frame.results), frame
 
 
 def _grasp(msg: Any) -> Grasp:

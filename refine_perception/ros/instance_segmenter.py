@@ -19,16 +19,18 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import InstanceArray
-from refine_perception.models.model_file import ModelFileError
-from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.instance_messages import draw_instances, instance_markers
-from refine_perception.ros.instance_pipeline import (
+from refine_perception.instances.pipeline import (
     InstancePipeline,
     InstanceSettings,
     default_instance_model_path,
     open_instance_predictor,
 )
-from refine_perception.ros.node_base import INPUT_PARAMS, STAMP_PARAMS, Param, PerceptionNode, node_main
+from refine_perception.models.model_file import ModelFileError
+from refine_perception.ros.image_messages import numpy_to_image
+from refine_perception.ros.instance_messages import draw_instances, instance_markers, instances_from_messages
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.runtime import BackendError, UnsupportedCombination
 
 _DEFAULTS = InstanceSettings()  # the output-shaping parameters' defaults live with the pipeline
 
@@ -43,8 +45,7 @@ class InstanceSegmenter(PerceptionNode):
               choices=("raw", "compressed"), read_only=True),
         Param("model", "", "SpatialEmbeddings weights (.safetensors from refine-train instances); empty = the "
               "shipped default", read_only=True),
-        Param("device", "", "cpu, cuda or cuda:N; empty = cpu", read_only=True),
-        Param("threads", 0, "CPU threads of the network (0 = torch's default)", min=0, max=256, read_only=True),
+        *RUNTIME_PARAMS,
         Param("score_threshold", _DEFAULTS.score_threshold, "Instances whose seed scores below this are dropped",
               min=0.0, max=1.0),
         Param("seed_threshold", _DEFAULTS.seed_threshold, "Clustering: weakest seed that may start an instance",
@@ -71,10 +72,10 @@ class InstanceSegmenter(PerceptionNode):
         p = self.params
         self.pipeline: InstancePipeline | None = None
         try:
-            predictor, self.backend = open_instance_predictor(p.model, p.device, p.threads)
+            predictor, self.backend = open_instance_predictor(p.model, p.backend, p.device, p.precision, p.threads)
             self.pipeline = InstancePipeline(predictor, InstanceSettings.from_params(p))
             self.get_logger().info(f"instances from {p.model or default_instance_model_path()} on {self.backend}")
-        except (ModelFileError, OSError, RuntimeError) as error:
+        except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
             self.model_error = f"model {p.model or default_instance_model_path()} unavailable: {error}"
             self.get_logger().error(f"{self.model_error}; frames are counted as dropped until restarted")
         self.arrays_published = 0
@@ -99,14 +100,14 @@ class InstanceSegmenter(PerceptionNode):
                   depth: Image | None = None) -> None:
         assert self.pipeline is not None  # frames reach here only when the model opened
         self.pipeline.settings = InstanceSettings.from_params(self.params)
-        instances, image, results, problems, K = self.pipeline(msg, info, depth)
-        self.input_problems(problems)
+        instances, frame = instances_from_messages(self.pipeline, msg, info, depth)
+        self.input_problems(frame.problems)
         self._instances_pub.publish(instances)
         self.arrays_published += 1
         self._markers_pub.publish(instance_markers(instances, score_threshold=self.params.marker_score_threshold))
         if self._overlay_pub.get_subscription_count() > 0:
-            overlay = numpy_to_image(draw_instances(image, results, K, score_threshold=self.params.marker_score_threshold),
-                                     "bgr8")
+            overlay = numpy_to_image(draw_instances(frame.image, frame.results, frame.camera_matrix,
+                                                    score_threshold=self.params.marker_score_threshold), "bgr8")
             overlay.header = msg.header
             self._overlay_pub.publish(overlay)
 

@@ -20,12 +20,13 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import LaneArray
-from refine_perception.lanes.backends import BackendError, UnsupportedCombination
+from refine_perception.lanes.pipeline import LanePipeline, PipelineSettings, default_model_path, open_predictor
 from refine_perception.models.clrnet.weights import ModelFileError
-from refine_perception.ros.image_convert import numpy_to_image
-from refine_perception.ros.lane_messages import draw_overlay, lane_markers
-from refine_perception.ros.lane_pipeline import LanePipeline, PipelineSettings, default_model_path, open_predictor
-from refine_perception.ros.node_base import INPUT_PARAMS, STAMP_PARAMS, Param, PerceptionNode, node_main
+from refine_perception.ros.image_messages import numpy_to_image
+from refine_perception.ros.lane_messages import draw_overlay, lane_markers, lanes_from_messages
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.runtime import BackendError, UnsupportedCombination
 
 _DEFAULTS = PipelineSettings()  # the output-shaping parameters' defaults live with the pipeline
 
@@ -43,12 +44,7 @@ class LaneDetector(PerceptionNode):
               choices=("raw", "compressed"), read_only=True),
         Param("model", "", "CLRNet weights (.safetensors from refine-train); empty = the shipped default",
               read_only=True),
-        Param("backend", "auto", "Inference backend; auto picks the fastest available",
-              choices=("auto", "torch", "onnxruntime", "tensorrt"), read_only=True),
-        Param("device", "", "cpu, cuda or cuda:N; empty = the backend's best", read_only=True),
-        Param("precision", "auto", "auto: fp16 on a GPU, int8 on onnxruntime CPU; fp16 needs CUDA, int8 onnxruntime",
-              choices=("auto", "fp32", "fp16", "int8"), read_only=True),
-        Param("threads", 0, "CPU threads of the backend (0 = its default)", min=0, max=256, read_only=True),
+        *RUNTIME_PARAMS,
         Param("score_threshold", _DEFAULTS.score_threshold, "Lanes scoring below this are dropped", min=0.0, max=1.0),
         Param("nms_threshold", _DEFAULTS.nms_threshold, "Lane NMS: mean |dx| (px at 800 wide) under which lanes are duplicates",
               min=0.0, max=800.0),
@@ -101,13 +97,13 @@ class LaneDetector(PerceptionNode):
         assert self.pipeline is not None  # frames reach here only when the model opened
         # parameters that may change at run time (score/NMS thresholds, mounting, ...) take effect here
         self.pipeline.settings = PipelineSettings.from_params(self.params)
-        lanes, image, problems = self.pipeline(msg, info)
-        self.input_problems(problems)
+        lanes, frame = lanes_from_messages(self.pipeline, msg, info)
+        self.input_problems(frame.problems)
         self._lanes_pub.publish(lanes)
         self.lanes_published += 1
         self._markers_pub.publish(lane_markers(lanes, image_frame=self.params.image_frame))
         if self._overlay_pub.get_subscription_count() > 0:
-            overlay = numpy_to_image(draw_overlay(image, lanes), "bgr8")
+            overlay = numpy_to_image(draw_overlay(frame.image, lanes), "bgr8")
             overlay.header = msg.header
             self._overlay_pub.publish(overlay)
 

@@ -13,11 +13,13 @@ deficiencies; the markers and the debug image use the same ones.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from geometry_msgs.msg import Point, Point32, Pose, Vector3
 from rclpy.duration import Duration
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
@@ -26,6 +28,11 @@ from refine_perception.data.synthetic.road import RoadSample
 from refine_perception.lanes.ground import LaneFit, LaneGeometryError, fit_ground, fit_image, lane_points
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
 from refine_perception.models.clrnet.predict import LanePrediction
+from refine_perception.ros.image_messages import to_bgr
+from refine_perception.ros.messages import calibration_from_info
+
+if TYPE_CHECKING:  # the pipeline brings the backends; what converts messages needs only its interface
+    from refine_perception.lanes.pipeline import LaneFrame, LanePipeline
 
 # the network's class index -> Lane.msg constant, matched by name so a reordering cannot mislabel lanes
 TYPE_CODES = np.array([getattr(Lane, f"TYPE_{name.upper()}") for name in LANE_TYPES], dtype=np.uint8)
@@ -142,6 +149,17 @@ def lane_array(
     return LaneArray(
         header=header, image_height=int(height), image_width=int(width), ground_frame_id=ground_frame_id, lanes=lanes
     )
+
+
+def lanes_from_messages(pipeline: LanePipeline, msg: Image | CompressedImage,
+                        info: CameraInfo | None = None) -> tuple[LaneArray, LaneFrame]:
+    """One frame's messages through the lane pipeline, as the lane_detector node and the offline replay
+    both run it: the image decoded (zero-copy for bgr8; ImageFormatError when bad), the CameraInfo's
+    contents handed over as they are, and the LaneArray under the image's header."""
+    image = to_bgr(msg, pipeline.settings.max_image_pixels)
+    frame = pipeline(image, None if info is None else calibration_from_info(info))
+    lanes = lane_array(msg.header, image.shape[:2], frame.prediction, frame.ids, frame.ground, frame.ground_frame)
+    return lanes, frame
 
 
 def truth_lane_array(

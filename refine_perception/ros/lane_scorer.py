@@ -19,8 +19,9 @@ from sensor_msgs.msg import Image
 from refine_msgs.msg import LaneArray
 from refine_perception.data.preview import grid
 from refine_perception.evaluation.lanes import score_lane_frames
-from refine_perception.ros.image_convert import image_to_numpy
-from refine_perception.ros.node_base import Param, PerceptionNode, node_main
+from refine_perception.ros.image_messages import image_to_numpy
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import Param
 
 Stamp = tuple[int, int]
 MAX_THUMBNAILS = 128

@@ -1,16 +1,14 @@
 """Message types by name ("pkg/msg/Name"), for nodes whose topics' types are chosen by parameter, and
-CameraInfo to and from our camera model."""
+CameraInfo to and from our calibration type."""
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
 
 import numpy as np
 from sensor_msgs.msg import CameraInfo
 
 from refine_perception.core.calibration import Calibration
-from refine_perception.core.camera import CameraModelError, PinholeCamera
 
 
 def import_message_type(name: str) -> type:
@@ -41,16 +39,15 @@ def camera_info_message(calib: Calibration) -> CameraInfo:
     )
 
 
-def camera_from_info(info: CameraInfo, width: int, height: int,
-                     mounting: Mapping[str, float] | None = None) -> PinholeCamera:
-    """The camera a CameraInfo describes, checked against the `width` x `height` image it came with.
-    Raises CameraModelError for another image size, a K that is not a pinhole matrix (all zeros, NaN,
-    fx or fy <= 0) or bad distortion. `mounting` (mount_height, pitch, roll, yaw) matters only for
-    projecting onto the ground; without it the camera stands 1 m above it, looking level."""
-    if (info.width, info.height) != (width, height):
-        raise CameraModelError(f"CameraInfo is for {info.width}x{info.height} images, the image is {width}x{height}")
-    return PinholeCamera.from_camera_info(
-        {"k": np.asarray(info.k, dtype=np.float64), "d": list(info.d), "width": info.width, "height": info.height,
-         "distortion_model": info.distortion_model},
-        mounting or {"mount_height": 1.0},
+def calibration_from_info(info: CameraInfo) -> Calibration:
+    """The ROS-free contents of a CameraInfo (inverse of `camera_info_message`), taken as they are:
+    whether they describe a usable camera is for the pipeline to find (core.camera.camera_for_image)."""
+    return Calibration(
+        width=info.width,
+        height=info.height,
+        K=np.asarray(info.k, dtype=np.float64).reshape(3, 3),
+        D=np.asarray(info.d, dtype=np.float64),
+        R=np.asarray(info.r, dtype=np.float64).reshape(3, 3),
+        P=np.asarray(info.p, dtype=np.float64).reshape(3, 4),
+        distortion_model=info.distortion_model,
     )

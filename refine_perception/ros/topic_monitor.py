@@ -13,7 +13,8 @@ from rclpy.qos import qos_profile_sensor_data
 
 from refine_perception.core.stats import LatencyWindow, RateMeter
 from refine_perception.ros.messages import import_message_type
-from refine_perception.ros.node_base import Param, PerceptionNode, node_main
+from refine_perception.ros.node_base import PerceptionNode, node_main
+from refine_perception.ros.params import Param
 
 IGNORED = ("/rosout", "/parameter_events")
 

@@ -1,6 +1,7 @@
 """`refine-train`: train, export and evaluate models offline (no ROS needed).
 
     refine-train lanes --config config/training/lanes_r18.yaml [--set optim.lr=3e-4 ...] [--resume]
+    refine-train lanes --config config/training/lanes_r18_synthetic.yaml [--stage bf16]  (a recipe: all its stages, or one)
     refine-train instances --config config/training/instances_sticks_cpu.yaml [--set ...] [--resume]
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
@@ -14,35 +15,45 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from refine_perception.models.backbones.pretrained import PretrainedWeightsError
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.training.checkpoint import CheckpointError
-from refine_perception.training.config import ConfigError, InstancesTrainConfig, load_config
+from refine_perception.training.config import ConfigError, InstancesTrainConfig, LanesTrainConfig, load_config, load_stages
 
 if TYPE_CHECKING:
     from refine_perception.training.trainer import Trainer
+
+log = logging.getLogger("refine_train")
 
 
 def _train_lanes(args: argparse.Namespace) -> int:
     from refine_perception.training.lane_task import LaneTrainer
 
-    return _fit(LaneTrainer(load_config(args.config, args.set), progress=not args.no_progress), args)
+    return _train(args, LanesTrainConfig, LaneTrainer)
 
 
 def _train_instances(args: argparse.Namespace) -> int:
     from refine_perception.training.instance_task import InstanceTrainer
 
-    config = load_config(args.config, args.set, InstancesTrainConfig)
-    return _fit(InstanceTrainer(config, progress=not args.no_progress), args)
+    return _train(args, InstancesTrainConfig, InstanceTrainer)
 
 
-def _fit(trainer: Trainer, args: argparse.Namespace) -> int:
-    final = trainer.fit(resume=args.resume)
-    if trainer.env.main:
-        print(f"weights: {final}")
+def _train(args: argparse.Namespace, kind: type[Any], trainer: Callable[..., Trainer]) -> int:
+    """Train the config, or the recipe's stages in order (each built once the one before has its weights);
+    every stage is validated before the first starts."""
+    stages = ([(args.stage, load_config(args.config, args.set, kind, args.stage))] if args.stage
+              else load_stages(args.config, args.set, kind))
+    for number, (name, config) in enumerate(stages, 1):
+        if name:
+            log.info("stage %s (%d of %d): %s", name, number, len(stages), config.run.out)
+        run = trainer(config, progress=not args.no_progress)
+        final = run.fit(resume=args.resume)
+        if run.env.main:
+            print(f"weights: {final}")
     return 0
 
 
@@ -54,12 +65,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the held-out test runs the network: the shared runtime on the CPU, as the nodes do."""
+    parser.add_argument("--backend", choices=("torch", "onnxruntime", "openvino"),
+                        help="runtime backend on the CPU (default: torch eager, or onnxruntime with --precision)")
+    parser.add_argument("--precision", choices=("fp32", "bf16", "int8"),
+                        help="precision of the backend (int8: the lanes node's CPU default; default fp32)")
+    parser.add_argument("--int8-weight-bits", type=int, choices=(7, 8), default=0,
+                        help="onnxruntime int8: quantise the weights to 7 bits (what CPUs without an int8 dot "
+                        "product, AVX2 only, run) or 8 (VNNI/AMX); default: this CPU's choice")
+
+
+def runtime_choice(args: argparse.Namespace) -> tuple[str, str]:
+    backend = args.backend or ("onnxruntime" if args.precision else "torch")
+    return backend, args.precision or "fp32"
+
+
 def _evaluate_lanes(args: argparse.Namespace) -> int:
     from refine_perception.training.heldout import evaluate_heldout
 
     report = evaluate_heldout(args.weights, num=args.num, seed=args.seed, data=args.data, workers=args.workers,
-                              batch_size=args.batch_size, progress=not args.no_progress, precision=args.precision,
-                              int8_weight_bits=args.int8_weight_bits)
+                              batch_size=args.batch_size, progress=not args.no_progress,
+                              runtime=runtime_choice(args), int8_weight_bits=args.int8_weight_bits)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -71,7 +98,8 @@ def _evaluate_instances(args: argparse.Namespace) -> int:
 
     width, _, height = args.size.partition("x")
     report = evaluate_instances_heldout(args.weights, num=args.num, seed=args.seed, width=int(width),
-                                        height=int(height), workers=args.workers, progress=not args.no_progress)
+                                        height=int(height), workers=args.workers, progress=not args.no_progress,
+                                        runtime=runtime_choice(args), int8_weight_bits=args.int8_weight_bits)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -88,7 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         train.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
         train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                            help="override a config entry, e.g. --set optim.lr=3e-4 (repeatable)")
-        train.add_argument("--resume", action="store_true", help="continue the run in run.out from its last checkpoint")
+        train.add_argument("--stage", default="", metavar="NAME",
+                           help="of a recipe config (one with stages:), train only this stage (default: all, in order)")
+        train.add_argument("--resume", action="store_true", help="continue the run in run.out from its last checkpoint "
+                           "(of a recipe: every stage, a finished one only rewrites its final weights)")
         train.add_argument("--no-progress", action="store_true", help="no progress bar")
         train.set_defaults(func=func)
 
@@ -108,12 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "instead of rendering it")
     held.add_argument("--workers", type=int, default=2, help="rendering / scoring processes (default 2)")
     held.add_argument("--batch-size", type=int, default=8)
-    held.add_argument("--precision", choices=("fp32", "int8"),
-                      help="run onnxruntime on the CPU at this precision (int8: the lanes node's CPU default) "
-                      "instead of the torch model")
-    held.add_argument("--int8-weight-bits", type=int, choices=(7, 8), default=0,
-                      help="with --precision int8: quantise the weights to 7 bits (what CPUs without an int8 "
-                      "dot product, AVX2 only, run) or 8 (VNNI/AMX); default: this CPU's choice")
+    add_runtime_arguments(held)
     held.add_argument("--json", action="store_true", help="print the report as json")
     held.add_argument("--out", type=Path, help="also write the json report here")
     held.add_argument("--no-progress", action="store_true")
@@ -124,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sticks.add_argument("--seed", type=int, default=2, help="scene stream seed, never used in training (default 2)")
     sticks.add_argument("--size", default="640x480", help="camera image size WxH (default 640x480)")
     sticks.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+    add_runtime_arguments(sticks)
     sticks.add_argument("--json", action="store_true", help="print the report as json")
     sticks.add_argument("--out", type=Path, help="also write the json report here")
     sticks.add_argument("--no-progress", action="store_true")
@@ -136,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, CheckpointError, ModelFileError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, ModelFileError, PretrainedWeightsError, FileNotFoundError) as err:
         print(f"refine-train: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

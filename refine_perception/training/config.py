@@ -4,10 +4,17 @@ Every field has a type and a default; `load_config` rejects unknown keys and wro
 path of the offending entry, so a typo fails before a long run starts, not after. Command-line
 `--set section.key=value` overrides are applied to the YAML tree before validation, with values parsed
 as YAML scalars (`--set optim.lr=3e-4`, `--set run.out=runs/x`).
+
+A file may also be a recipe: several runs, each continuing from the weights of the one before, written
+as the first run's config plus a `stages:` list. Each stage has a `name` and only the entries that change
+from the stage before (mappings merge key by key; a list, such as `train`, is replaced whole); every stage
+after the first starts from the previous stage's `run.out/final.safetensors`. `load_stages` validates
+them all at once, so a recipe of many hours cannot fail at its fifth stage for a typo.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import types
@@ -15,13 +22,13 @@ import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 import yaml
 
 from refine_perception.data.formats.culane import CATEGORIES
 
-T = TypeVar("T")
+FINAL_WEIGHTS = "final.safetensors"  # what a run leaves in run.out, and where the next stage of a recipe starts
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
@@ -39,17 +46,22 @@ class ModelConfig:
     sample_points: int = 36
     pooling: Literal["line", "lane"] = "line"  # later stages pool along the straight line (paper) or the lane
     init: str = ""  # start from these weights (a refine-train .safetensors of the same architecture), e.g. to fine-tune
+    # ImageNet weights for the backbone of a fresh run, as the paper starts: a .safetensors file, or a .pth/.pt torch
+    # state dict (read with weights_only=True), with torchvision / timm key names; "": random initialisation
+    backbone_weights: str = ""
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
-    """A source of annotated lane images. `synthetic` renders scenes on the fly (no disk); `culane` and
-    `tusimple` read the official layouts (our generator writes both, with type/colour sidecars)."""
+    """A source of annotated lane images. `synthetic` renders scenes on the fly (no disk); `culane`,
+    `tusimple` and `curvelanes` read the official layouts (our generator writes the first two, with
+    type/colour sidecars)."""
 
-    kind: Literal["synthetic", "culane", "tusimple"] = "synthetic"
-    root: str = ""  # culane / tusimple: dataset root
+    kind: Literal["synthetic", "culane", "tusimple", "curvelanes"] = "synthetic"
+    root: str = ""  # culane / tusimple / curvelanes: dataset root
     list_file: str = "list/train_gt.txt"  # culane: list under root
     label_files: tuple[str, ...] = ("label_data_train.json",)  # tusimple: json-lines files under root
+    split: str = "train"  # curvelanes: the split folder under root (train, valid), listed in <split>/<split>.txt
     cut_height: int = 270  # rows cropped off the top: 270 for 1640x590 CULane frames, 160 for TuSimple 1280x720
     limit: int = 0  # use only the first `limit` images (0: all)
     seed: int = 0  # synthetic: stream seed (use one never used for testing)
@@ -219,6 +231,9 @@ class LanesTrainConfig:
 
     def __post_init__(self) -> None:
         _check_loop(self.train, self.optim, self.run, self.augment)
+        if self.model.init and self.model.backbone_weights:
+            raise ConfigError("model.init and model.backbone_weights: set one (init replaces every weight, the "
+                              "backbone's too)")
         for dataset in (*self.train, *self.val.datasets):
             if dataset.kind != "synthetic" and not dataset.root:
                 raise ConfigError(f"a {dataset.kind} dataset needs a root")
@@ -314,20 +329,87 @@ def apply_overrides(tree: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return tree
 
 
-def load_config(path: str | Path | None, overrides: Sequence[str] = (), kind: type[T] = LanesTrainConfig) -> T:
-    """The validated `kind` config of a YAML file (None: the defaults) with overrides applied. A file
-    without settings is an error: it is far likelier a wrong or unsaved file than a request for a
-    default run (leave --config out for that)."""
-    tree: Any = {}
-    if path is not None:
+class _Runnable(Protocol):
+    @property
+    def run(self) -> RunConfig: ...
+
+
+Config = TypeVar("Config", bound=_Runnable)
+
+
+def _read_tree(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping of a config file. A file without settings is an error: it is far likelier a wrong or
+    unsaved file than a request for a default run (leave --config out for that)."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    if tree is None:
+        raise ConfigError(f"{path}: the config file is empty (leave the config out to train with the defaults)")
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(tree).__name__}")
+    return tree
+
+
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """`base` with `changes` laid over it: mappings merge key by key, anything else (lists too) is replaced."""
+    out = copy.deepcopy(dict(base))
+    for key, value in changes.items():
+        old = out.get(key)
+        out[key] = _merged(old, value) if isinstance(old, Mapping) and isinstance(value, Mapping) else copy.deepcopy(value)
+    return out
+
+
+def load_stages(path: str | Path | None, overrides: Sequence[str] = (),
+                kind: type[Config] = LanesTrainConfig) -> list[tuple[str, Config]]:
+    """The validated runs a config file describes, in order: [("", config)] for a plain file (None: the
+    defaults), each stage's name and config for a recipe (see the module docstring). `overrides` apply to
+    every stage; model.init only to the first, since the others start from their previous stage."""
+    tree = {} if path is None else _read_tree(path)
+    if "stages" not in tree:
+        return [("", from_dict(kind, apply_overrides(tree, overrides)))]
+    stages = tree.pop("stages")
+    if not isinstance(stages, list) or not stages:
+        raise ConfigError(f"{path}: stages: expected a list of stages, got {stages!r}")
+    current: dict[str, Any] = tree
+    done: list[tuple[str, Config]] = []
+    for index, stage in enumerate(stages):
+        if not isinstance(stage, Mapping) or not isinstance(stage.get("name"), str) or not stage["name"]:
+            raise ConfigError(f"{path}: stages[{index}]: expected a mapping with a name")
+        name, changes = stage["name"], {key: value for key, value in stage.items() if key != "name"}
+        if name in (previous for previous, _ in done):
+            raise ConfigError(f"{path}: stage {name}: the name is taken by an earlier stage")
+        if done and isinstance(changes.get("model"), Mapping) and "init" in changes["model"]:
+            raise ConfigError(f"{path}: stage {name}: model.init is the previous stage's {FINAL_WEIGHTS}; only the "
+                              "first stage sets it")
+        current = _merged(current, changes)
+        resolved = apply_overrides(copy.deepcopy(current), overrides)
+        model = resolved.setdefault("model", {})
+        if done and isinstance(model, dict):
+            model["init"] = str(Path(done[-1][1].run.out) / FINAL_WEIGHTS)
         try:
-            tree = yaml.safe_load(Path(path).read_text())
-        except OSError as err:
-            raise ConfigError(f"cannot read config {path}: {err.strerror}") from err
-        except yaml.YAMLError as err:
-            raise ConfigError(f"{path}: not valid YAML: {err}") from err
-        if tree is None:
-            raise ConfigError(f"{path}: the config file is empty (leave the config out to train with the defaults)")
-        if not isinstance(tree, dict):
-            raise ConfigError(f"{path}: the top level must be a mapping, got {type(tree).__name__}")
-    return from_dict(kind, apply_overrides(tree, overrides))
+            config = from_dict(kind, resolved)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: stage {name}: {err}") from err
+        clash = [previous for previous, other in done if other.run.out == config.run.out]
+        if clash:
+            raise ConfigError(f"{path}: stage {name}: run.out {config.run.out} is stage {clash[0]}'s too; each "
+                              "stage needs its own")
+        done.append((name, config))
+    return done
+
+
+def load_config(path: str | Path | None, overrides: Sequence[str] = (), kind: type[Config] = LanesTrainConfig,
+                stage: str = "") -> Config:
+    """The validated `kind` config of a YAML file (None: the defaults) with overrides applied; for a recipe,
+    that of the stage named `stage`."""
+    stages = load_stages(path, overrides, kind)
+    names = [name for name, _ in stages]
+    if not stage and names != [""]:
+        raise ConfigError(f"{path} is a recipe of stages {', '.join(names)}: name one (--stage)")
+    if stage not in names:
+        raise ConfigError(f"{path}: no stage {stage!r}" + (f"; it has {', '.join(names)}" if names != [""] else
+                                                            " (the file has no stages)"))
+    return stages[names.index(stage)][1]

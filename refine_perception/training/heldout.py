@@ -20,12 +20,11 @@ from tqdm import tqdm
 
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.data.synthetic.parallel import ordered_map
-from refine_perception.lanes.backends import BackendConfig, open_lane_backend
 from refine_perception.metrics.table import format_table
 from refine_perception.metrics.tusimple import tusimple_eval_with_lanes
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.predict import LanePredictor
-from refine_perception.models.clrnet.weights import load_lane_model
+from refine_perception.runtime import RuntimeConfig, open_network
 from refine_perception.training.config import DatasetConfig
 from refine_perception.training.lane_data import LaneRecord, LaneSource
 from refine_perception.training.lane_eval import predict_records, score_culane
@@ -50,12 +49,15 @@ def _records(config: DatasetConfig, num: int, workers: int, desc: str, progress:
 
 def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: str | Path | None = None,
                      workers: int = 2, batch_size: int = 8, progress: bool = True,
-                     precision: str | None = None, int8_weight_bits: int = 0) -> dict[str, Any]:
-    """Score `weights` on `num` held-out scenes; returns the figures and a printable table. With
-    `precision` (fp32 or int8) the network runs on onnxruntime's CPU backend, as the lanes node does
-    (int8 with this CPU's weights, or `int8_weight_bits` 7 / 8)."""
+                     runtime: tuple[str, str] = ("torch", "fp32"), int8_weight_bits: int = 0) -> dict[str, Any]:
+    """Score `weights` on `num` held-out scenes; returns the figures and a printable table. The network runs
+    on the runtime's (backend, precision) = `runtime` on the CPU, as the lanes node does (int8 with this
+    CPU's weights, or `int8_weight_bits` 7 / 8); torch fp32 is the reference."""
     started = time.perf_counter()
-    model, metadata = load_lane_model(weights)
+    backend, precision = runtime
+    network = open_network(weights, RuntimeConfig(backend, "cpu", precision, threads=workers,
+                                                  int8_weight_bits=int8_weight_bits))
+    metadata = network.metadata
     if data is None:
         culane = DatasetConfig(kind="synthetic", seed=seed, size=num, framing="culane", cut_height=CULANE_CUT)
         tusimple = DatasetConfig(kind="synthetic", seed=seed, size=num, framing="tusimple", cut_height=TUSIMPLE_CUT)
@@ -65,18 +67,11 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         tusimple = DatasetConfig(kind="tusimple", root=str(root / "tusimple"), label_files=("test_label.json",),
                                  cut_height=TUSIMPLE_CUT)
 
-    def predictor_for(settings: DecodeSettings) -> LanePredictor:
-        if precision is None:
-            return LanePredictor.from_model(model, settings)
-        backend = open_lane_backend(weights, BackendConfig("onnxruntime", "cpu", precision, threads=workers,
-                                                           int8_weight_bits=int8_weight_bits))
-        return LanePredictor(backend, backend.input_size, settings)
-
-    predictor = predictor_for(DecodeSettings(cut_height=CULANE_CUT))
+    predictor = LanePredictor(network, network.input_size, DecodeSettings(cut_height=CULANE_CUT))
     result, tally = score_culane(predictor, _records(culane, num, workers, "CULane protocol", progress),
                                  batch_size, workers=workers)
 
-    predictor = predictor_for(DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
+    predictor = LanePredictor(network, network.input_size, DecodeSettings(cut_height=TUSIMPLE_CUT, max_lanes=5))
     preds: list[TuSimpleRecord] = []
     gts: list[TuSimpleRecord] = []
     records = _records(tusimple, num, workers, "TuSimple protocol", progress)
@@ -97,7 +92,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
     table = "\n".join([
         f"held-out synthetic test: {num} scenes of seed {seed}" + (f" from {data}" if data else " (rendered)"),
         f"weights: {weights} ({metadata.get('backbone')}, input {metadata.get('input_height')}x"
-        f"{metadata.get('input_width')}" + (f", onnxruntime {precision}" if precision else "") + ")",
+        f"{metadata.get('input_width')}) on {network.info}",
         "CULane protocol (official C++ rules, 1640x590):",
         format_table(rows),
         f"TuSimple protocol (1280x720, {tusimple_result.images} scenes with lanes): accuracy "
@@ -105,8 +100,8 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         f"F1 {100 * tusimple_result.f1:.2f}; {laneless['images']} scenes without lanes left out (LaneEval "
         f"scores them 0 whatever is predicted), {laneless['false_lanes']} lanes predicted on "
         f"{laneless['images_with_false_lanes']} of them",
-        f"lane type accuracy {100 * tally.type_accuracy:.2f} ({tally.type_total} matched lanes), "
-        f"colour accuracy {100 * tally.color_accuracy:.2f} ({tally.color_total})",
+        f"lane type accuracy {_pct(tally.type_accuracy)} ({tally.type_total} matched lanes), "
+        f"colour accuracy {_pct(tally.color_accuracy)} ({tally.color_total})",
         f"{seconds:.0f} s",
     ])
     return {
@@ -114,7 +109,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
         "sha256": metadata.get("sha256"),
         "seed": seed,
         "images": num,
-        "network": f"onnxruntime {precision}" if precision else "torch fp32",
+        "network": str(network.info),
         "culane": result.to_dict(),
         "tusimple": tusimple_result.to_dict(),
         "tusimple_laneless": laneless,
@@ -143,19 +138,22 @@ def _render_sticks(job: tuple[int, int, int, int]) -> Any:
 
 def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 2, width: int = 640,
                                height: int = 480, workers: int = 2, batch_size: int = 8,
-                               progress: bool = True) -> dict[str, Any]:
+                               progress: bool = True, runtime: tuple[str, str] = ("torch", "fp32"),
+                               int8_weight_bits: int = 0) -> dict[str, Any]:
     """Score instance weights on `num` rendered stick scenes of a seed no training config uses, as the
     instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
-    mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth."""
+    mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth. The network runs on
+    the runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference)."""
     from refine_perception.evaluation.instances import score_instance_frames
     from refine_perception.instances.grasps import add_grasps
     from refine_perception.instances.predict import InstancePredictor
     from refine_perception.instances.sticks_truth import scene_truth
-    from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
 
     started = time.perf_counter()
-    model, metadata = load_spatial_embeddings(weights)
-    predictor = InstancePredictor.from_model(model)
+    backend, precision = runtime
+    predictor, info = InstancePredictor.from_file(weights, config=RuntimeConfig(
+        backend, "cpu", precision, threads=workers, int8_weight_bits=int8_weight_bits))
+    metadata = predictor.metadata
     table_distance = 0.7  # unused where the depth image covers a stick, which it always does here
     truth: list[list[Any]] = []
     predictions: list[list[Any] | None] = []
@@ -171,7 +169,7 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
     table = "\n".join([
         f"held-out sticks test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
         f"weights: {weights} (SpatialEmbeddings width {metadata.get('width')}, input {metadata.get('input_height')}x"
-        f"{metadata.get('input_width')})",
+        f"{metadata.get('input_width')}) on {info}",
         f"mask AP {_pct(figures['mask_AP'])}  AP50 {_pct(figures['mask_AP50'])}  AP75 {_pct(figures['mask_AP75'])}  "
         f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}",
         f"grasp success {_pct(figures['grasp_success_rate'])} ({figures['grasp_frames']} frames with a free stick), "
@@ -179,4 +177,4 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
         f"{seconds:.0f} s",
     ])
     return {"weights": str(weights), "sha256": metadata.get("sha256"), "seed": seed, "images": num,
-            "size": [width, height], **figures, "seconds": round(seconds, 1), "table": table}
+            "size": [width, height], "backend": str(info), **figures, "seconds": round(seconds, 1), "table": table}

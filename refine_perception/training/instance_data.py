@@ -18,7 +18,7 @@ import torch
 
 from refine_perception.data.synthetic.sticks import render_sticks
 from refine_perception.instances.result import InstanceResult
-from refine_perception.models.clrnet.preprocess import crop_resize, to_network
+from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.training.augment import augment_instances
 from refine_perception.training.config import AugmentConfig, SticksDataConfig
 from refine_perception.training.sources import ConcatenatedSources

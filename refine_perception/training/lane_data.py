@@ -19,14 +19,15 @@ import numpy as np
 import torch
 
 from refine_perception.data.formats.culane import CULaneDataset
+from refine_perception.data.formats.curvelanes import CurveLanesDataset
 from refine_perception.data.formats.lanes import LaneDataset
 from refine_perception.data.formats.tusimple import TuSimpleDataset
 from refine_perception.data.synthetic.road import CULANE_HORIZON, TUSIMPLE_HORIZON, road_sample
 from refine_perception.models.clrnet.head import LANE_COLORS, LANE_TYPES
 from refine_perception.models.clrnet.loss import UNLABELLED, LaneTargets
-from refine_perception.models.clrnet.preprocess import crop_resize, to_network
 from refine_perception.models.clrnet.priors import IMG_H, IMG_W
 from refine_perception.models.clrnet.targets import encode_lanes
+from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.training.augment import augment
 from refine_perception.training.config import AugmentConfig, DatasetConfig
 from refine_perception.training.sources import ConcatenatedSources
@@ -67,6 +68,8 @@ class LaneSource:
             self.disk = CULaneDataset(config.root, config.list_file)
         elif config.kind == "tusimple":
             self.disk = TuSimpleDataset(config.root, config.label_files)
+        elif config.kind == "curvelanes":
+            self.disk = CurveLanesDataset(config.root, config.split)
         available = len(self.disk) if self.disk is not None else config.size
         self.length = min(available, config.limit) if config.limit > 0 else available
 

@@ -3,20 +3,21 @@ the accuracy of the predicted lane type and colour on the lanes it found.
 
 Predictions are sampled the way the official tools expect: for CULane at every 8th row from the crop
 line down (rows 270, 278, ... 582 of a 1640x590 frame), for TuSimple at the label's h_samples.
-Type and colour are judged on the (ground truth, prediction) pairs the CULane matching pairs at
-IoU >= 0.5, against the annotated labels (unlabelled lanes are not counted).
+Type and colour are judged on the lanes CULane's F1@50 counts as true positives (`metrics.lane_matching`:
+the official matching, IoU strictly above 0.5), against the annotated labels (unlabelled lanes are not
+counted).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 
 from refine_perception.metrics.culane import ROW_STEP as CULANE_ROW_STEP
-from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious, official_matching
+from refine_perception.metrics.culane import CULaneResult, culane_f1, lane_ious
+from refine_perception.metrics.lane_matching import AttributeTally, true_positive_pairs
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.loss import UNLABELLED
 from refine_perception.models.clrnet.model import CLRNet
@@ -42,44 +43,12 @@ def predict_records(predictor: LanePredictor, records: Iterable[LaneRecord],
         yield from zip(batch, predictor([r.image for r in batch]))
 
 
-def sampled(prediction: LanePrediction, rows: np.ndarray, width: int, height: int) -> list[np.ndarray]:
-    """The predicted lanes resampled at `rows` as the official writers do; lanes left with < 2 points dropped."""
-    lanes = (sample_lane(lane, rows, width, height) for lane in prediction.lanes)
-    return [lane for lane in lanes if len(lane) >= 2]
-
-
-@dataclass
-class AttributeTally:
-    """Matched lanes whose type / colour was predicted right, out of those annotated."""
-
-    type_right: int = 0
-    type_total: int = 0
-    color_right: int = 0
-    color_total: int = 0
-
-    def add(self, record: LaneRecord, lanes: Sequence[np.ndarray], prediction: LanePrediction,
-            image_size: tuple[int, int]) -> None:
-        if not record.lanes or not lanes:
-            return
-        ious = lane_ious(list(record.lanes), list(lanes), image_size=image_size)
-        match = official_matching(ious)
-        for gt, pred in enumerate(match):
-            if pred < 0 or ious[gt, pred] < 0.5:
-                continue
-            if record.types[gt] != UNLABELLED:
-                self.type_total += 1
-                self.type_right += int(prediction.types[pred] == record.types[gt])
-            if record.colors[gt] != UNLABELLED:
-                self.color_total += 1
-                self.color_right += int(prediction.colors[pred] == record.colors[gt])
-
-    @property
-    def type_accuracy(self) -> float:
-        return self.type_right / self.type_total if self.type_total else float("nan")
-
-    @property
-    def color_accuracy(self) -> float:
-        return self.color_right / self.color_total if self.color_total else float("nan")
+def sampled(prediction: LanePrediction, rows: np.ndarray, width: int, height: int) -> tuple[list[np.ndarray], list[int]]:
+    """The predicted lanes resampled at `rows` as the official writers do, less those left with < 2 points,
+    and the prediction's indices of the lanes kept (their types and colours)."""
+    lanes = [sample_lane(lane, rows, width, height) for lane in prediction.lanes]
+    kept = [k for k, lane in enumerate(lanes) if len(lane) >= 2]
+    return [lanes[k] for k in kept], kept
 
 
 def score_culane(predictor: LanePredictor, records: Iterable[LaneRecord], batch_size: int,
@@ -97,11 +66,14 @@ def score_culane(predictor: LanePredictor, records: Iterable[LaneRecord], batch_
         elif size != (width, height):
             raise ValueError(f"{record.name}: {width}x{height}, the other images are {size[0]}x{size[1]}; "
                              "score each image size separately")
-        lanes = sampled(prediction, culane_rows(height, predictor.settings.cut_height), width, height)
+        lanes, kept = sampled(prediction, culane_rows(height, predictor.settings.cut_height), width, height)
         preds.append(lanes)
         gts.append(list(record.lanes))
         categories.append(record.category)
-        tally.add(record, lanes, prediction, size)
+        if record.lanes and lanes:
+            pairs = true_positive_pairs(lane_ious(list(record.lanes), lanes, image_size=size))
+            tally.add(pairs, record.types, record.colors, prediction.types[kept].tolist(),
+                      prediction.colors[kept].tolist(), UNLABELLED)
     has_categories = any(c is not None for c in categories)
     result = culane_f1(preds, gts, categories=categories if has_categories else None,
                        image_size=size or (1640, 590), workers=workers)

@@ -1,14 +1,17 @@
-"""CLRNet as a training task: the network of the config, the lane datasets and augmentation, the CLRNet
-loss, CULane-metric validation (F1@50 picks the best weights) and the lane model file."""
+"""CLRNet as a training task: the network of the config (from scratch, from ImageNet backbone weights or
+from a lane model), the lane datasets and augmentation, the CLRNet loss, CULane-metric validation (F1@50
+picks the best weights) and the lane model file."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from refine_perception.models.backbones.pretrained import load_imagenet_weights
 from refine_perception.models.clrnet.loss import CLRNetLoss, LaneTargets
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.weights import (
@@ -22,6 +25,8 @@ from refine_perception.training.config import LanesTrainConfig
 from refine_perception.training.lane_data import LaneTrainingSet, collate
 from refine_perception.training.lane_eval import evaluate_culane
 from refine_perception.training.trainer import Trainer
+
+log = logging.getLogger("refine_train")
 
 
 class LaneTask:
@@ -46,6 +51,10 @@ class LaneTask:
             if theirs != ours:
                 raise ModelFileError(f"{m.init}: architecture {theirs} differs from the config's {ours}")
             model.load_state_dict(start.state_dict())
+        elif m.backbone_weights:
+            report = load_imagenet_weights(model.backbone, m.backbone_weights)
+            log.info("backbone: %d tensors from %s (%d unused entries left out)", report.loaded,
+                     m.backbone_weights, len(report.ignored))
         return model
 
     def training_set(self) -> LaneTrainingSet:

@@ -38,7 +38,7 @@ from refine_perception.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from refine_perception.training.config import OptimConfig, RunConfig, to_dict
+from refine_perception.training.config import FINAL_WEIGHTS, OptimConfig, RunConfig, to_dict
 from refine_perception.training.logbook import Logbook
 
 log = logging.getLogger("refine_train")
@@ -376,7 +376,7 @@ class Trainer:
                 if self.step >= self.total_steps:
                     break
         bar.close()
-        final = self.out / "final.safetensors"
+        final = self.out / FINAL_WEIGHTS
         if self.env.main:
             self.export(final, {})
             if self.logbook is not None:

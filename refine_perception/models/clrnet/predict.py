@@ -16,7 +16,7 @@ import torch
 
 from refine_perception.models.clrnet.decode import DecodeSettings, decode_lanes
 from refine_perception.models.clrnet.model import CLRNet, CLRNetOutput
-from refine_perception.models.clrnet.preprocess import crop_resize, to_network
+from refine_perception.models.preprocess import crop_resize, to_network
 
 
 @dataclass(frozen=True)

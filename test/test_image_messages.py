@@ -1,4 +1,4 @@
-"""ros.image_convert on real sensor_msgs messages, through rclpy's CDR serialization and back, as a
+"""ros.image_messages on real sensor_msgs messages, through rclpy's CDR serialization and back, as a
 publisher and a subscriber in two processes would see them."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from refine_perception.core.image_codec import ENCODINGS, MAX_IMAGE_PIXELS, ImageFormatError
-from refine_perception.ros.image_convert import (
+from refine_perception.ros.image_messages import (
     compressed_to_numpy,
     image_to_numpy,
     numpy_to_compressed,

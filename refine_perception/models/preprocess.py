@@ -1,6 +1,7 @@
-"""The image side of CLRNet's input pipeline, shared by training, evaluation and the lanes node.
+"""The image side of the networks' input pipelines, shared by training, evaluation and the nodes of
+every task (CLRNet lanes, SpatialEmbeddings instances), so no model family owns it.
 
-As in the official pipeline: drop the top `cut_height` rows (sky, bonnet-free CULane framing), resize
+As in the official CLRNet pipeline: drop the top `cut_height` rows (sky, bonnet-free CULane framing), resize
 the rest to the network input, keep OpenCV's BGR order and divide by 255. Shrinking uses area
 averaging, which keeps thin far-away markings that bilinear or bicubic sampling would alias away;
 enlarging uses bilinear. The same function runs in training and at inference, so a model never sees

@@ -1,0 +1,36 @@
+"""SpatialEmbeddings as the runtime sees it: its file format, graph output and int8 calibration (32 sticks
+scenes of a seed no training or test split uses, at the camera default 640x480, resized as the node does).
+
+Precision `auto` keeps fp32 on the CPU until held-out figures of a trained model show int8 within a point of
+fp32 mask AP; int8 can be asked for explicitly meanwhile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from refine_perception.data.synthetic.sticks import render_sticks
+from refine_perception.models.preprocess import crop_resize, to_network
+from refine_perception.models.spatial_embeddings.weights import FORMAT, load_spatial_embeddings
+from refine_perception.runtime.kinds import NetworkKind
+
+CALIBRATION_SEED = 97
+CALIBRATION_IMAGES = 32
+
+
+def calibration_images(model: nn.Module, metadata: dict[str, Any]) -> list[np.ndarray]:
+    return [to_network(crop_resize(render_sticks(np.random.SeedSequence([CALIBRATION_SEED, k])).image, 0,
+                                   model.input_size))
+            for k in range(CALIBRATION_IMAGES)]
+
+
+SPATIAL_EMBEDDINGS = NetworkKind(
+    name="spatial-embeddings",
+    file_format=FORMAT,
+    load=load_spatial_embeddings,
+    output_names=("output",),
+    calibration=calibration_images,
+    calibration_tag=f"cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}",
+)
