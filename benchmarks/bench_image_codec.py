@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import array
 import json
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from rclpy.serialization import deserialize_message, serialize_message  # noqa: 
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from refine_perception.core.cpu import describe  # noqa: E402
+from refine_perception.core.stats import median_ms  # noqa: E402
 from refine_perception.ros.image_messages import (  # noqa: E402
     compressed_to_numpy,
     image_to_numpy,
@@ -44,16 +43,6 @@ def camera_like_frame() -> np.ndarray:
     frame = np.stack([x / WIDTH * 200, y / HEIGHT * 180 + 40 * (((x // 64) + (y // 48)) % 2), (x + y) % 256], -1)
     noise = np.random.default_rng(0).normal(0, 3, frame.shape)
     return np.clip(frame + noise, 0, 255).astype(np.uint8)
-
-
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter_ns()
-        fn()
-        times.append(time.perf_counter_ns() - start)
-    return statistics.median(times) / 1e6
 
 
 def received(msg: Image | CompressedImage) -> Image | CompressedImage:

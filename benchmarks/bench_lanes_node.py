@@ -33,13 +33,13 @@ from sensor_msgs.msg import Image
 
 from refine_msgs.msg import LaneArray
 from refine_perception.core.cpu import describe
+from refine_perception.core.stats import median_ms
 from refine_perception.data.synthetic.road import road_sample
 from refine_perception.lanes.pipeline import default_model_path
 from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.runtime import BACKENDS, PRECISIONS, RuntimeConfig, load_model, open_model
-from refine_perception.runtime.select import median_ms
 
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from refine_perception.core.cpu import describe
+from refine_perception.core.stats import median_ms
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import save_spatial_embeddings
 from refine_perception.runtime import BackendError, RuntimeConfig, UnsupportedCombination, load_model, open_model
 from refine_perception.runtime.openvino_backend import available as openvino_available
-from refine_perception.runtime.select import median_ms
 from refine_perception.share import INSTANCE_MODEL, LANE_MODEL, shipped_model
 
 VARIANTS = (("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32"),

@@ -97,7 +97,7 @@ class NodePlan:
         if self.namespace:
             args += ["-r", f"__ns:={_absolute(self.namespace)}"]
         for key, value in self.overrides.items():
-            args += ["-p", f"{key}:={_yaml_text(value)}"]
+            args += ["-p", f"{key}:={yaml_text(value)}"]
         for src, dst in self.remappings:
             args += ["-r", f"{src}:={dst}"]
         return args + ["--log-level", self.log_level]
@@ -289,10 +289,11 @@ def _absolute(namespace: str) -> str:
     return namespace if namespace.startswith("/") else "/" + namespace
 
 
-def _yaml_text(value: Any) -> str:
+def yaml_text(value: Any) -> str:
+    """`value` as one line of YAML (a string double-quoted): a `-p name:=value` argument or a params-file entry."""
     if isinstance(value, str):
-        return yaml.safe_dump(value, default_style='"').strip()
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...")
+        return yaml.safe_dump(value, default_style='"', width=float("inf")).strip()
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("\n...")
 
 
 def launch_description(graph_name: str) -> Any:

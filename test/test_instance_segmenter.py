@@ -174,6 +174,8 @@ def test_a_bad_depth_or_camera_info_costs_only_what_needs_it(ros, model: Path, d
         assert not any(i.has_grasp for i in instances)
     else:  # grasps with the sticks on the table, as without depth
         assert_grasps_without_depth(feed.arrays[0], model, image, info, table_distance_m=0.7)
+    # the worker counts a frame once its handler has returned, just after the publish that woke us
+    assert ros.spin_until(lambda: segmenter.counters.as_dict().get("processed") == 1, timeout=10)
     counts = segmenter.counters.as_dict()
     assert counts["processed"] == 1 and counts["dropped_malformed"] == 1 and "dropped_error" not in counts
 

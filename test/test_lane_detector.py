@@ -312,6 +312,8 @@ def test_a_bad_camera_info_costs_the_ground_points_not_the_lanes(ros, tiny_model
     assert ros.spin_until(lambda: got, timeout=60), detector.counters.as_dict()
     assert got[0].lanes and got[0].ground_frame_id == ""
     assert all(not lane.ground_points for lane in got[0].lanes)
+    # the worker counts a frame once its handler has returned, just after the publish that woke us
+    assert ros.spin_until(lambda: detector.counters.as_dict().get("processed") == 1, timeout=10)
     counts = detector.counters.as_dict()
     assert counts["processed"] == 1 and counts["dropped_malformed"] == 1 and "dropped_error" not in counts
 

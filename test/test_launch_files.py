@@ -7,16 +7,20 @@ from __future__ import annotations
 import ast
 import importlib.util
 import re
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from refine_perception.cli.params import params_files
+from refine_perception.core.settings import FromParams
 from refine_perception.graphs import GRAPHS, GraphError, plan
+from refine_perception.instances.pipeline import InstanceSettings
+from refine_perception.lanes.pipeline import PipelineSettings
 from refine_perception.ros.executables import NODE_CLASSES
 from refine_perception.ros.graph_runner import node_class
-from refine_perception.ros.params import COMMON_PARAMS
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -68,9 +72,9 @@ def test_graph_nodes_are_installed_executables_with_valid_params_files(graph):
         params_file = ROOT / "config" / spec.params_file
         doc = yaml.safe_load(params_file.read_text())
         assert list(doc) == [f"/**/{spec.name}"], f"{params_file.name}: key it by node name"
-        declared = {p.name: p for p in (*COMMON_PARAMS, *node_class(spec.executable).PARAMS)}
+        declared = {p.name: p for p in node_class(spec.executable).declared_params()}
         values = node_parameters(params_file, spec.name)
-        # Same defaults in code and config: a user reading either sees what the node does.
+        # the generated text reads back as the code's defaults, types included
         assert values.keys() == declared.keys(), f"{params_file.name} and {spec.executable} declare different params"
         for name, value in values.items():
             assert type(value) is type(declared[name].default), f"{params_file.name}: {name} has the wrong type"
@@ -78,6 +82,34 @@ def test_graph_nodes_are_installed_executables_with_valid_params_files(graph):
         for param, arg in spec.parameters:
             assert param in declared, f"graph {graph} sets unknown parameter {param} of {spec.name}"
             assert isinstance(declared[param].default, arg.kind)
+
+
+def test_params_files_are_generated_from_the_nodes_parameters():
+    """config/<node>.yaml is the text the node's declared parameters give: the code holds each default once."""
+    stale = [name for name, text in params_files().items() if (ROOT / "config" / name).read_text() != text]
+    assert not stale, (f"out of date with the nodes' parameters: config/{', config/'.join(stale)}; rerun "
+                       "`refine-perception params write` (./dev run refine-perception params write) and commit the result")
+
+
+# the nodes whose output-shaping parameters a ROS-free settings dataclass holds
+NODE_SETTINGS = [("lane_detector", PipelineSettings), ("instance_segmenter", InstanceSettings)]
+
+
+@pytest.mark.parametrize("executable, settings", NODE_SETTINGS)
+def test_every_settings_field_is_a_node_parameter_with_its_default(executable, settings):
+    """A settings field the node does not declare would never be set from ROS; Param.of gives it its default."""
+    declared = {p.name: p.default for p in node_class(executable).declared_params()}
+    for field in fields(settings):
+        assert field.name in declared, f"{settings.__name__}.{field.name} is no parameter of {executable}: add a Param.of"
+        assert type(declared[field.name]) is type(field.default) and declared[field.name] == field.default, (
+            f"{executable} declares {field.name}={declared[field.name]!r}, {settings.__name__} says {field.default!r}")
+
+
+def test_every_settings_dataclass_is_checked_against_its_node():
+    for executable in NODE_CLASSES:
+        node_class(executable)  # imports every pipeline a node uses
+    assert set(FromParams.__subclasses__()) == {settings for _, settings in NODE_SETTINGS}, \
+        "a new settings dataclass: list it with its node in NODE_SETTINGS"
 
 
 def test_every_node_executable_starts_from_the_light_entry_module():

@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from refine_perception import __version__
-from refine_perception.cli import CliError, bags, data, engines, evaluate, launch, replay
+from refine_perception.cli import CliError, bags, data, engines, evaluate, launch, params, replay
 
-SUBCOMMANDS = (launch, data, evaluate, engines, bags, replay)
+SUBCOMMANDS = (launch, data, evaluate, engines, bags, replay, params)
 
 
 def build_parser() -> argparse.ArgumentParser:

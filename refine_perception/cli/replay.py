@@ -26,7 +26,7 @@ from refine_perception.cli import CliError
 class _Task:
     """What differs between replaying lanes and instances."""
 
-    node: str  # node name, also its params key
+    node: str  # node name, also its params key and executable
     params_file: str  # in config/
     graph: str
     topic: str  # its output, as recorded
@@ -63,10 +63,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None) -> dict[str, Any]:
-    """The node's ros__parameters for this bag."""
+    """The node's ros__parameters for this bag: every declared default, then the params file(s) and
+    --backend on top, so the offline run reads the same values the node would."""
     import yaml
 
     from refine_perception.cli.bags import DETECTOR_PARAMS
+    from refine_perception.ros.graph_runner import node_class
     from refine_perception.share import config_dir
 
     def load(path: Path) -> dict[str, Any]:
@@ -75,7 +77,8 @@ def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None
         except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
             raise CliError(f"{path}: not a {task.node} params file ({error})") from None
 
-    values = load(params or config_dir() / task.params_file)
+    values = {param.name: param.default for param in node_class(task.node).declared_params()}
+    values.update(load(params or config_dir() / task.params_file))
     folder = bag if bag.is_dir() else bag.parent
     if params is None and task.node == "lane_detector" and (folder / DETECTOR_PARAMS).is_file():
         values.update(load(folder / DETECTOR_PARAMS))
@@ -118,8 +121,8 @@ def replay(args: argparse.Namespace) -> int:
     if args.results is None:
         params = node_params(task, args.bag, args.params, args.backend)
         if name == "instances":  # match only what the bag has, or the node would wait for it forever
-            params["use_camera_info"] = bool(params.get("use_camera_info", True) and bag.camera_info_topic)
-            params["use_depth"] = bool(params.get("use_depth", True) and bag.depth_topic)
+            params["use_camera_info"] = bool(params["use_camera_info"] and bag.camera_info_topic)
+            params["use_depth"] = bool(params["use_depth"] and bag.depth_topic)
         args.out.mkdir(parents=True, exist_ok=True)
         if name == "instances" and args.mode != "offline":
             _check_instance_model(params)  # a node without its model would leave a lossless replay waiting
@@ -157,11 +160,11 @@ def _check_instance_model(params: dict[str, Any]) -> None:
     from refine_perception.models.model_file import ModelFileError
     from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
 
-    path = str(params.get("model", "")) or default_instance_model_path()
+    path = params["model"] or default_instance_model_path()
     try:
         load_spatial_embeddings(path)
     except ModelFileError as error:
-        hint = "" if params.get("model") else f" ({NO_DEFAULT_INSTANCES})"
+        hint = "" if params["model"] else f" ({NO_DEFAULT_INSTANCES})"
         raise CliError(f"cannot load the instances model: {error}{hint}") from None
 
 
@@ -170,9 +173,8 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
     from refine_perception.models.model_file import ModelFileError
     from refine_perception.runtime import BackendError, UnsupportedCombination
 
-    slop = float(params.get("sync_slop_s", 0.02))
-    runtime = (str(params.get("model", "")), str(params.get("backend", "auto")), str(params.get("device", "")),
-               str(params.get("precision", "auto")), int(params.get("threads", 0)))  # as the node reads them
+    slop = params["sync_slop_s"]
+    runtime = tuple(params[name] for name in ("model", "backend", "device", "precision", "threads"))
     try:
         if name == "lanes":
             from refine_perception.lanes.pipeline import LanePipeline, PipelineSettings, open_predictor
@@ -188,7 +190,7 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
 
         predictor, _ = open_instance_predictor(*runtime)
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
-        hint = f" ({NO_DEFAULT_INSTANCES})" if name == "instances" and not params.get("model") else ""
+        hint = f" ({NO_DEFAULT_INSTANCES})" if name == "instances" and not params["model"] else ""
         raise CliError(f"cannot load the {name} model: {error}{hint}") from None
     inputs = [bag.image_topic]
     if params["use_camera_info"]:

@@ -33,10 +33,20 @@ def _cpuinfo() -> dict[str, str]:
     return entries
 
 
+MASKED_FLAGS_VAR = "REFINE_CPU_MASKED_FLAGS"  # set by benchmarks/cpuid_mask, which hides them from cpuid
+
+
+def masked_flags() -> frozenset[str]:
+    """Flags this process's libraries cannot see: benchmarks/cpuid_mask makes this CPU look AVX2-only to
+    cpuid (which onnxruntime, oneDNN and torch read) but /proc/cpuinfo still lists them."""
+    return frozenset(os.environ.get(MASKED_FLAGS_VAR, "").split())
+
+
 def cpu_flags() -> frozenset[str]:
-    """The feature flags Linux reports for the first CPU (empty elsewhere)."""
+    """The feature flags of the first CPU as the process's libraries see them (empty where Linux does not
+    report them)."""
     info = _cpuinfo()
-    return frozenset((info.get("flags") or info.get("Features") or "").split())
+    return frozenset((info.get("flags") or info.get("Features") or "").split()) - masked_flags()
 
 
 def has_int8_dot_product() -> bool:
@@ -55,5 +65,6 @@ def describe() -> str:
     'Intel(R) Xeon(R) Processor, 2 cores: avx2 fma avx512f avx512_vnni amx_int8 (int8 dot product: yes)'."""
     flags = cpu_flags()
     shown = " ".join(flag for flag in SHOWN_FLAGS if flag in flags) or "no x86 vector flags read"
+    masked = " [features hidden from cpuid by benchmarks/cpuid_mask]" if masked_flags() else ""
     return (f"{cpu_model()}, {os.cpu_count()} cores: {shown} "
-            f"(int8 dot product: {'yes' if has_int8_dot_product() else 'no, AVX2 only'})")
+            f"(int8 dot product: {'yes' if has_int8_dot_product() else 'no, AVX2 only'}){masked}")

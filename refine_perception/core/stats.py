@@ -7,7 +7,9 @@ the offline benchmarks.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -98,3 +100,15 @@ class FrameCounters:
             out = {"received": self.received, "processed": self.processed, "dropped": sum(self.dropped.values())}
             out.update({f"dropped_{reason}": n for reason, n in sorted(self.dropped.items())})
         return out
+
+
+def median_ms(run: Callable[[], object], runs: int = 10, warmup: int = 3) -> float:
+    """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000.0)

@@ -52,8 +52,7 @@ def open_instance_predictor(model: str, backend: str = "auto", device: str = "",
     description of it; `threads` > 0 bounds the network's and the clustering's CPU threads for this predictor
     only (other nodes of the process keep theirs). Raises ModelFileError/BackendError/UnsupportedCombination."""
     path = Path(model) if model else default_instance_model_path()
-    config = RuntimeConfig(backend=backend, device=device or None, precision=precision, threads=threads)
-    predictor, info = InstancePredictor.from_file(path, config=config)
+    predictor, info = InstancePredictor.from_file(path, config=RuntimeConfig.of_node(backend, device, precision, threads))
     return predictor, str(info)
 
 

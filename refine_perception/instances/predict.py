@@ -20,14 +20,13 @@ import numpy as np
 import torch
 
 from refine_perception.instances.result import InstanceResult, OrientedBox
-from refine_perception.models.model_file import ModelFileError
 from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
 from refine_perception.models.spatial_embeddings.embedding import Embeddings, split_output
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import FORMAT
 from refine_perception.models.threads import intra_op_threads
-from refine_perception.runtime import BackendInfo, RuntimeConfig, open_network
+from refine_perception.runtime import BackendInfo, RuntimeConfig, open_task_network
 
 Network = Callable[[np.ndarray], np.ndarray]  # (B, 3, H, W) float32 in [0, 1] -> raw output (B, C, H, W)
 EAGER_CPU = RuntimeConfig(backend="torch", device="cpu", precision="fp32")
@@ -116,9 +115,7 @@ class InstancePredictor:
                   config: RuntimeConfig = EAGER_CPU) -> tuple[InstancePredictor, BackendInfo]:
         """The predictor of the model file at `path` on the runtime backend `config` asks for, and what
         runs it. Raises ModelFileError, BackendError or UnsupportedCombination."""
-        network = open_network(path, config)
-        if network.kind.file_format != FORMAT:
-            raise ModelFileError(f"{path}: not a SpatialEmbeddings model file ({network.kind.name})")
+        network = open_task_network(path, FORMAT, config)
         meta = network.metadata
 
         def run(batch: np.ndarray) -> np.ndarray:

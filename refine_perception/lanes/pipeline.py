@@ -22,8 +22,8 @@ from refine_perception.lanes.ground import project_lanes
 from refine_perception.lanes.tracking import LaneTracker
 from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.predict import LanePrediction, LanePredictor
-from refine_perception.models.clrnet.weights import FORMAT, ModelFileError
-from refine_perception.runtime import RuntimeConfig, open_network
+from refine_perception.models.clrnet.weights import FORMAT
+from refine_perception.runtime import RuntimeConfig, open_task_network
 from refine_perception.share import LANE_MODEL, shipped_model
 
 CULANE_CUT_RATIO = 270 / 590
@@ -58,10 +58,7 @@ def open_predictor(model: str, backend: str = "auto", device: str = "", precisio
     """The predictor of `model` (empty: the shipped default) on `backend`, the model's crop ratio and a
     description of the backend. Raises ModelFileError/BackendError/UnsupportedCombination/OSError."""
     path = Path(model) if model else default_model_path()
-    network = open_network(path, RuntimeConfig(backend=backend, device=device or None, precision=precision,
-                                               threads=threads))
-    if network.kind.file_format != FORMAT:
-        raise ModelFileError(f"{path}: not a CLRNet model file ({network.kind.name})")
+    network = open_task_network(path, FORMAT, RuntimeConfig.of_node(backend, device, precision, threads))
     metadata = network.metadata
     cut_ratio = CULANE_CUT_RATIO
     if metadata.get("cut_height") and metadata.get("ori_height"):

@@ -74,7 +74,7 @@ class BagPlayer(PerceptionNode):
     TASK = "bag player"
     DEFAULT_NAME = "bag_player"
     PARAMS = (
-        Param("bag", "", "The bag to play (rosbag2 folder, .mcap or .db3)", read_only=True),
+        Param("bag", "", "The bag to play (rosbag2 folder, .mcap or .db3); required", read_only=True),
         Param("mode", "lossless", "realtime: recorded pace, late frames dropped; lossless: each frame waits "
               "for its results", choices=("realtime", "lossless"), read_only=True),
         Param("rate", 1.0, "Playback speed in realtime mode (2 = twice as fast)", min=0.01, max=100.0,

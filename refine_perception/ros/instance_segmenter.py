@@ -12,7 +12,6 @@ reports it on /diagnostics (ERROR) and counts every frame it cannot process.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -29,40 +28,38 @@ from refine_perception.models.model_file import ModelFileError
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.instance_messages import draw_instances, instance_markers, instances_from_messages
 from refine_perception.ros.node_base import PerceptionNode, node_main
-from refine_perception.ros.params import INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
 from refine_perception.runtime import BackendError, UnsupportedCombination
-
-_DEFAULTS = InstanceSettings()  # the output-shaping parameters' defaults live with the pipeline
 
 
 class InstanceSegmenter(PerceptionNode):
     TASK = "instance segmenter"
     DEFAULT_NAME = "instance_segmenter"
     PARAMS = (
-        replace(INPUT_PARAMS[0], default="reliable"),  # raw images from another process: see lane_detector
-        *INPUT_PARAMS[1:],
+        *RAW_INPUT_PARAMS,
         Param("transport", "raw", "Input: image_raw (raw) or image_raw/compressed (compressed)",
               choices=("raw", "compressed"), read_only=True),
         Param("model", "", "SpatialEmbeddings weights (.safetensors from refine-train instances); empty = the "
               "shipped default", read_only=True),
         *RUNTIME_PARAMS,
-        Param("score_threshold", _DEFAULTS.score_threshold, "Instances whose seed scores below this are dropped",
-              min=0.0, max=1.0),
-        Param("seed_threshold", _DEFAULTS.seed_threshold, "Clustering: weakest seed that may start an instance",
-              min=0.0, max=1.0),
-        Param("min_pixels", _DEFAULTS.min_pixels, "Smallest instance, in pixels at the network's resolution",
-              min=1, max=100000),
-        Param("max_instances", _DEFAULTS.max_instances, "Most instances per image", min=1, max=1000),
-        Param("grasps", _DEFAULTS.grasps, "Give each stick a grasp (needs use_camera_info)"),
+        # the output-shaping parameters take their defaults from the pipeline's settings
+        Param.of(InstanceSettings, "score_threshold", "Instances whose seed scores below this are dropped",
+                 min=0.0, max=1.0),
+        Param.of(InstanceSettings, "seed_threshold", "Clustering: weakest seed that may start an instance",
+                 min=0.0, max=1.0),
+        Param.of(InstanceSettings, "min_pixels", "Smallest instance, in pixels at the network's resolution",
+                 min=1, max=100000),
+        Param.of(InstanceSettings, "max_instances", "Most instances per image", min=1, max=1000),
+        Param.of(InstanceSettings, "grasps", "Give each stick a grasp (needs use_camera_info)"),
         Param("use_camera_info", True, "Match a CameraInfo to each image (by stamp): grasps need the camera matrix",
               read_only=True),
         Param("use_depth", True, "Also match a depth image (depth/image_raw, 16UC1 mm or 32FC1 m) for the "
               "sticks' heights", read_only=True),
         *STAMP_PARAMS,
-        Param("table_distance_m", _DEFAULTS.table_distance_m, "Camera to table along the optical axis, used "
-              "where there is no depth", min=0.01, max=100.0),
-        Param("grasp_margin_m", _DEFAULTS.grasp_margin_m, "Gripper opening beyond the stick's width", min=0.0,
-              max=1.0),
+        Param.of(InstanceSettings, "table_distance_m", "Camera to table along the optical axis, used where "
+                 "there is no depth", min=0.01, max=100.0),
+        Param.of(InstanceSettings, "grasp_margin_m", "Gripper opening beyond the stick's width", min=0.0,
+                 max=1.0),
         Param("marker_score_threshold", 0.5, "Grasps scoring at least this are drawn green, others vermillion",
               min=0.0, max=1.0),
     )

@@ -13,7 +13,6 @@ inspectable instead of crash-looping.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -25,45 +24,42 @@ from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.lane_messages import draw_overlay, lane_markers, lanes_from_messages
 from refine_perception.ros.node_base import PerceptionNode, node_main
-from refine_perception.ros.params import INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
 from refine_perception.runtime import BackendError, UnsupportedCombination
-
-_DEFAULTS = PipelineSettings()  # the output-shaping parameters' defaults live with the pipeline
 
 
 class LaneDetector(PerceptionNode):
     TASK = "lane detector"
     DEFAULT_NAME = "lane_detector"
     PARAMS = (
-        # reliable, still depth 1 (only the newest frame): with Fast DDS's defaults a best-effort
-        # subscription loses most 3 MB raw images sent from another process (one lost UDP fragment
-        # loses the image); reliable has them resent. sensor_data suits compressed or same-process input.
-        replace(INPUT_PARAMS[0], default="reliable"),
-        *INPUT_PARAMS[1:],
+        *RAW_INPUT_PARAMS,
         Param("transport", "raw", "Input: image_raw (raw) or image_raw/compressed (compressed)",
               choices=("raw", "compressed"), read_only=True),
         Param("model", "", "CLRNet weights (.safetensors from refine-train); empty = the shipped default",
               read_only=True),
         *RUNTIME_PARAMS,
-        Param("score_threshold", _DEFAULTS.score_threshold, "Lanes scoring below this are dropped", min=0.0, max=1.0),
-        Param("nms_threshold", _DEFAULTS.nms_threshold, "Lane NMS: mean |dx| (px at 800 wide) under which lanes are duplicates",
-              min=0.0, max=800.0),
-        Param("max_lanes", _DEFAULTS.max_lanes, "Most lanes kept per image", min=1, max=32),
-        Param("cut_height_ratio", _DEFAULTS.cut_height_ratio, "Fraction of the image height cropped off the top; -1 = the model's",
-              min=-1.0, max=0.95),
+        # the output-shaping parameters take their defaults from the pipeline's settings
+        Param.of(PipelineSettings, "score_threshold", "Lanes scoring below this are dropped", min=0.0, max=1.0),
+        Param.of(PipelineSettings, "nms_threshold", "Lane NMS: mean |dx| (px at 800 wide) under which lanes are "
+                 "duplicates", min=0.0, max=800.0),
+        Param.of(PipelineSettings, "max_lanes", "Most lanes kept per image", min=1, max=32),
+        Param.of(PipelineSettings, "cut_height_ratio", "Fraction of the image height cropped off the top; -1 = the "
+                 "model's", min=-1.0, max=0.95),
         Param("use_camera_info", True, "Match a CameraInfo to each image (by stamp) for ground projection",
               read_only=True),
         *STAMP_PARAMS,
-        Param("camera_height_m", _DEFAULTS.camera_height_m, "Camera height above the road (static extrinsic)", min=0.01, max=100.0),
-        Param("camera_pitch_rad", _DEFAULTS.camera_pitch_rad, "Camera pitch, positive looks down", min=-1.5, max=1.5),
-        Param("camera_roll_rad", _DEFAULTS.camera_roll_rad, "Camera roll about the optical axis", min=-1.5, max=1.5),
-        Param("camera_yaw_rad", _DEFAULTS.camera_yaw_rad, "Camera yaw, positive turns left", min=-3.2, max=3.2),
-        Param("ground_frame", _DEFAULTS.ground_frame, "Frame of ground points and ground markers"),
-        Param("max_range_m", _DEFAULTS.max_range_m, "Ground points further ahead are left out", min=1.0, max=1000.0),
+        Param.of(PipelineSettings, "camera_height_m", "Camera height above the road (the static extrinsic a TF "
+                 "lookup would give, as are the angles)", min=0.01, max=100.0),
+        Param.of(PipelineSettings, "camera_pitch_rad", "Camera pitch, positive looks down", min=-1.5, max=1.5),
+        Param.of(PipelineSettings, "camera_roll_rad", "Camera roll about the optical axis", min=-1.5, max=1.5),
+        Param.of(PipelineSettings, "camera_yaw_rad", "Camera yaw, positive turns left", min=-3.2, max=3.2),
+        Param.of(PipelineSettings, "ground_frame", "Frame of ground points and ground markers"),
+        Param.of(PipelineSettings, "max_range_m", "Ground points further ahead are left out", min=1.0, max=1000.0),
         Param("image_frame", "lane_image", "Frame of the markers when there is no camera model"),
-        Param("tracking", _DEFAULTS.tracking, "Give lanes ids that stay stable across frames"),
-        Param("max_missed", _DEFAULTS.max_missed, "Frames a lane may be missing and keep its id", min=0, max=1000),
-        Param("smoothing", _DEFAULTS.smoothing, "Weight of the new observation in a track's geometry", min=0.01, max=1.0),
+        Param.of(PipelineSettings, "tracking", "Give lanes ids that stay stable across frames"),
+        Param.of(PipelineSettings, "max_missed", "Frames a lane may be missing and keep its id", min=0, max=1000),
+        Param.of(PipelineSettings, "smoothing", "Weight of the new observation in a track's geometry", min=0.01,
+                 max=1.0),
     )
 
     def __init__(self, **kwargs: Any) -> None:

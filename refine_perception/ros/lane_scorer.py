@@ -35,8 +35,8 @@ class LaneScorer(PerceptionNode):
     TASK = "lane scorer"
     DEFAULT_NAME = "lane_scorer"
     PARAMS = (
-        Param("cut_height_ratio", 270 / 590, "Rows above this fraction of the height are not scored (CULane: "
-              "predictions are sampled from the crop line down)", min=0.0, max=0.95),
+        Param("cut_height_ratio", 270 / 590, "Rows above this fraction of the height are not scored (CULane's "
+              "270/590: predictions are sampled from the crop line down)", min=0.0, max=0.95),
         Param("strip_path", "", "Write a PNG strip of debug overlays here when the node stops (empty: none)"),
         Param("strip_frames", 6, "Overlays in the strip, spread over the run", min=1, max=64),
     )

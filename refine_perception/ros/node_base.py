@@ -27,10 +27,15 @@ class PerceptionNode(Node):
     TASK: ClassVar[str] = ""
     DEFAULT_NAME: ClassVar[str] = ""
 
+    @classmethod
+    def declared_params(cls) -> tuple[Param, ...]:
+        """Every parameter the node declares, the common ones first: what its params file and replay start from."""
+        return (*COMMON_PARAMS, *cls.PARAMS)
+
     def __init__(self, node_name: str, **kwargs: Any) -> None:
         super().__init__(node_name, **kwargs)
         self.node_name = self.get_name()  # still readable after the node is destroyed
-        self.params = declare_params(self, (*COMMON_PARAMS, *self.PARAMS))
+        self.params = declare_params(self, self.declared_params())
         self.counters = FrameCounters()
         self.input_rate = RateMeter()
         self.latency = LatencyWindow()

@@ -1,14 +1,17 @@
 """Node parameters: typed `Param` specs, their ROS descriptors, and the QoS profiles they name.
 
 A node lists its parameters once, as `Param` entries; they are declared with descriptors (ranges,
-choices, read-only) so `ros2 param describe` documents them, and `config/<node>.yaml` must hold the same
-defaults (a test checks it).
+choices, read-only) so `ros2 param describe` documents them. Each default lives in one place: a parameter
+that shapes a pipeline's output takes it from the pipeline's settings dataclass (`Param.of`), and
+`config/<node>.yaml` is generated from the node's `Param` list (`refine-perception params write`; a test
+checks the committed files are current).
 """
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields, replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +32,7 @@ from rclpy.qos import (
 )
 
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS
+from refine_perception.graphs import yaml_text
 from refine_perception.runtime.config import BACKENDS, PRECISIONS
 
 ParamValue = bool | int | float | str | list[str] | list[float] | list[int]
@@ -47,6 +51,15 @@ class Param:
     max: float | None = None
     choices: tuple[str, ...] = ()
     read_only: bool = False
+
+    @classmethod
+    def of(cls, settings: type, name: str, description: str, **options: Any) -> Param:
+        """The parameter whose default is field `name` of the settings dataclass `settings`, so node and
+        pipeline cannot disagree; a name the dataclass lacks fails at import, not at the first frame."""
+        field = next((f for f in fields(settings) if f.name == name), None)
+        if field is None or field.default is MISSING:
+            raise TypeError(f"{settings.__name__} has no field {name!r} with a default")
+        return cls(name, field.default, description, **options)
 
     def descriptor(self) -> ParameterDescriptor:
         desc = ParameterDescriptor(name=self.name, description=self.description, read_only=self.read_only)
@@ -99,6 +112,31 @@ def declare_params(node: Node, specs: Sequence[Param]) -> SimpleNamespace:
     return values
 
 
+PARAMS_FILE_WIDTH = 110  # longest line of a generated params file; descriptions wrap to fit
+_COMMENT_COLUMN = 37
+
+
+def params_file_text(node_name: str, summary: str, params: Sequence[Param]) -> str:
+    """A node's params file: `summary` as its header comment, then each parameter as `name: default  #
+    description` under `/**/<node_name>: ros__parameters:`, so a reader of the file sees what the code
+    declares, with the descriptions `ros2 param describe` shows."""
+    lines = [f"# {line}" for line in textwrap.wrap(summary, PARAMS_FILE_WIDTH - 2)]
+    lines += ["# Generated from the node's parameters by `refine-perception params write`: change them in the code.",
+              f"/**/{node_name}:", "  ros__parameters:"]
+    for param in params:
+        entry = f"    {param.name}: {yaml_text(param.default)}"
+        comment = param.description + (f" (one of: {', '.join(param.choices)})" if param.choices else "")
+        column = max(_COMMENT_COLUMN, len(entry) + 2)
+        if PARAMS_FILE_WIDTH - column < 42:  # no room beside a long value: the comment goes above it
+            lines += [f"    # {line}" for line in textwrap.wrap(comment, PARAMS_FILE_WIDTH - 6)]
+            lines.append(entry)
+            continue
+        wrapped = textwrap.wrap(comment, PARAMS_FILE_WIDTH - column - 2) or [""]
+        lines.append(f"{entry:<{column}}# {wrapped[0]}".rstrip())
+        lines += [f"{'':<{column}}# {line}" for line in wrapped[1:]]
+    return "\n".join(lines) + "\n"
+
+
 def qos_from_name(name: str, depth: int) -> QoSProfile:
     """QoS for an input topic. sensor_data (best effort) is REP-2003's choice for camera subscribers and
     matches both reliable and best-effort publishers; depth 1 keeps latency bounded under overload."""
@@ -121,7 +159,8 @@ def qos_from_name(name: str, depth: int) -> QoSProfile:
 
 
 INPUT_PARAMS = (
-    Param("input_qos", "sensor_data", "QoS of the input subscriptions", choices=QOS_CHOICES, read_only=True),
+    Param("input_qos", "sensor_data", "QoS of the input subscriptions; sensor_data is best effort and takes reliable "
+          "and best-effort publishers", choices=QOS_CHOICES, read_only=True),
     Param(
         "input_depth",
         1,
@@ -137,6 +176,14 @@ INPUT_PARAMS = (
         "before decoding) are dropped as malformed",
         min=1,
     ),
+)
+# Nodes taking raw images from another process: with Fast DDS's defaults a best-effort subscription loses most
+# 3 MB images (one lost UDP fragment loses the image), reliable has them resent; still depth 1.
+RAW_INPUT_PARAMS = (
+    replace(INPUT_PARAMS[0], default="reliable", description="QoS of the input subscriptions; reliable because a "
+            "best-effort one loses most raw images sent from another process (one lost UDP fragment loses the "
+            "image); sensor_data suits compressed or same-process input"),
+    *INPUT_PARAMS[1:],
 )
 COMMON_PARAMS = (
     Param("diagnostics_period_s", 1.0, "Period of the /diagnostics status", min=0.1, max=60.0, read_only=True),

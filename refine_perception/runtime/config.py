@@ -40,6 +40,11 @@ class RuntimeConfig:
     max_batch: int = 1
     int8_weight_bits: int = 0
 
+    @classmethod
+    def of_node(cls, backend: str, device: str, precision: str, threads: int) -> RuntimeConfig:
+        """The config of a node's runtime parameters (an empty `device` means the default one)."""
+        return cls(backend=backend, device=device or None, precision=precision, threads=threads)
+
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")

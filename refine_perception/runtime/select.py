@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from refine_perception.core.cpu import describe as describe_cpu
+from refine_perception.models.model_file import ModelFileError
 from refine_perception.runtime import onnxruntime_backend, openvino_backend, tensorrt_backend
 from refine_perception.runtime.cache import cache_dir, write_atomically
 from refine_perception.runtime.config import BackendError, RuntimeConfig, UnsupportedCombination
@@ -43,6 +44,15 @@ def open_network(path: str | Path, config: RuntimeConfig = DEFAULT) -> Network:
     """The model at `path` on the backend and precision `config` asks for (exporting, quantising and
     building cached files as needed). Raises ModelFileError, BackendError or UnsupportedCombination."""
     return open_model(load_model(path), config)
+
+
+def open_task_network(path: str | Path, file_format: str, config: RuntimeConfig = DEFAULT) -> Network:
+    """`open_network` for a task that takes one kind of model: a file of another kind (a lane model given to
+    the instance node) is a ModelFileError naming both."""
+    network = open_network(path, config)
+    if network.kind.file_format != file_format:
+        raise ModelFileError(f"{path}: a {network.kind.name} model file, not {file_format}")
+    return network
 
 
 def open_model(model: LoadedModel, config: RuntimeConfig = DEFAULT) -> Network:
@@ -105,25 +115,14 @@ def open_backend(model: LoadedModel, backend: str, precision: str, config: Runti
         if device not in (None, "cpu"):
             raise UnsupportedCombination(f"int8 runs on the CPU, not {device}")
         device = "cpu"
-        # OpenVINO's oneDNN halves the weight scale itself where the CPU lacks an int8 dot product
-        bits = 8 if backend == "openvino" else config.int8_weight_bits
+        # OpenVINO's oneDNN halves the weight scale itself where the CPU lacks an int8 dot product, so it
+        # reads 8-bit weights unless 7 are asked for
+        bits = (config.int8_weight_bits or 8) if backend == "openvino" else config.int8_weight_bits
         onnx_path = int8_onnx_file(model, folder, bits)
     else:
         onnx_path = onnx_file(model, folder)[0]
     network_class = OnnxRuntimeNetwork if backend == "onnxruntime" else OpenVinoNetwork
     return network_class(model, onnx_path, precision, device, config.threads, folder)
-
-
-def median_ms(run: Callable[[], object], runs: int = TIMED_RUNS, warmup: int = WARMUP_RUNS) -> float:
-    """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1000.0)
 
 
 def interleaved_median_ms(runs: dict[str, Callable[[], object]], rounds: int = TIMED_RUNS,
