@@ -36,7 +36,8 @@ from refine_perception.runtime.torch_backend import TorchNetwork, cpu_has_bf16
 
 SELECTION_FILE = "backend-selection.json"
 WARMUP_RUNS = 3
-TIMED_RUNS = 10
+ROUNDS = 4
+RUNS_PER_TURN = 3
 DEFAULT = RuntimeConfig()
 
 
@@ -125,19 +126,22 @@ def open_backend(model: LoadedModel, backend: str, precision: str, config: Runti
     return network_class(model, onnx_path, precision, device, config.threads, folder)
 
 
-def interleaved_median_ms(runs: dict[str, Callable[[], object]], rounds: int = TIMED_RUNS,
+def interleaved_median_ms(runs: dict[str, Callable[[], object]], rounds: int = ROUNDS, per_turn: int = RUNS_PER_TURN,
                           warmup: int = WARMUP_RUNS) -> dict[str, float]:
-    """Median ms of each of `runs`, timed in turns (one call of each per round), so a load that comes and
-    goes on the machine weighs on every candidate alike instead of on whichever ran at the time."""
+    """Median ms of each of `runs`, timed in turns, so a load that comes and goes on the machine weighs on
+    every candidate alike instead of on whichever ran at the time. Each turn starts with an untimed call:
+    the previous candidate's threads may still be spinning (onnxruntime's pool spins a while after a run)."""
     for run in runs.values():
         for _ in range(warmup):
             run()
     times: dict[str, list[float]] = {key: [] for key in runs}
     for _ in range(rounds):
         for key, run in runs.items():
-            start = time.perf_counter()
             run()
-            times[key].append(time.perf_counter() - start)
+            for _ in range(per_turn):
+                start = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - start)
     return {key: float(np.median(values) * 1000.0) for key, values in times.items()}
 
 
