@@ -1,5 +1,5 @@
-"""The shared inference runtime on small networks of each kind (CLRNet, SpatialEmbeddings): onnxruntime and
-OpenVINO against torch eager, int8, the derived-file cache (reuse, re-export on new weights, rebuild when
+"""The shared inference runtime on small networks of each kind (CLRNet, SpatialEmbeddings, discriminative):
+onnxruntime and OpenVINO against torch eager, int8, the derived-file cache (reuse, re-export on new weights, rebuild when
 damaged), `auto`'s measured and recorded choice, per-network threads, refused combinations and bad input.
 CUDA and TensorRT paths run only where a GPU / the tensorrt package exist."""
 
@@ -19,6 +19,8 @@ from refine_perception.models.clrnet.decode import DecodeSettings
 from refine_perception.models.clrnet.model import CLRNet
 from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model, sha256
+from refine_perception.models.discriminative.network import DiscriminativeNet
+from refine_perception.models.discriminative.weights import save_discriminative
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import save_spatial_embeddings
 from refine_perception.runtime import RuntimeConfig, UnsupportedCombination, load_model, open_network, quantize, select
@@ -304,13 +306,21 @@ def instance_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return small_instance_model(tmp_path_factory.mktemp("instances") / "sticks.safetensors")
 
 
+@pytest.fixture(scope="module")
+def discriminative_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("discriminative") / "sticks.safetensors"
+    save_discriminative(path, DiscriminativeNet(1, 8, 0.5, coordinates=True, input_size=(48, 64)).eval())
+    return path
+
+
 CPU_BACKENDS = ["onnxruntime", "torch"] + (["openvino"] if openvino_available() else [])
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
-def test_every_cpu_backend_runs_every_kind_in_fp32(weights: Path, instance_weights: Path, tmp_path: Path,
-                                                   backend: str) -> None:
-    for path, size in ((weights, SIZE), (instance_weights, (48, 64))):
+def test_every_cpu_backend_runs_every_kind_in_fp32(weights: Path, instance_weights: Path, discriminative_weights: Path,
+                                                   tmp_path: Path, backend: str) -> None:
+    for path, size in ((weights, SIZE), (instance_weights, (48, 64)), (discriminative_weights, (48, 64))):
         network = open_network(path, RuntimeConfig(backend, "cpu", "fp32", cache_dir=tmp_path, threads=1))
         images = np.random.default_rng(2).random((2, 3, *size), dtype=np.float32)
         model = load_model(path).module

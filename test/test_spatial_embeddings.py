@@ -15,6 +15,7 @@ import safetensors.torch
 import torch
 
 from refine_perception.data.synthetic.sticks import render_sticks
+from refine_perception.instances.decoders import SeedDecoder
 from refine_perception.instances.predict import InstancePredictor, oriented_box, upsample_mask
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.models.spatial_embeddings.clustering import ClusterSettings, cluster
@@ -267,7 +268,8 @@ def test_predictor_end_to_end_on_a_rotated_stick() -> None:
     ids = np.zeros(model_size, np.uint8)
     cv2.fillPoly(ids, [np.round(cv2.boxPoints(bar)).astype(np.int32)], 1)
     raw = perfect_output(ids.astype(np.int64)).numpy()
-    predictor = InstancePredictor(lambda batch: np.repeat(raw, len(batch), axis=0), model_size, 2, PPU, ("stick",))
+    predictor = InstancePredictor(lambda batch: np.repeat(raw, len(batch), axis=0), model_size, SeedDecoder(2, PPU),
+                                  ("stick",))
     images = [np.zeros((*image_size, 3), np.uint8), np.zeros((*model_size, 3), np.uint8)]
     results = predictor(images)
     assert [len(found) for found in results] == [1, 1]

@@ -57,6 +57,31 @@ def test_instance_config_checks() -> None:
         from_dict(InstancesTrainConfig, {"train": [{"kind": "disk"}]})
 
 
+def test_discriminative_config_and_its_checks() -> None:
+    """The shipped discriminative recipe selects its formulation; its keys are checked, and a key of the
+    other formulation set in a config fails instead of being ignored."""
+    config = load_config(CONFIG_DIR / "instances_sticks_discriminative_cpu.yaml", kind=InstancesTrainConfig)
+    assert config.model.formulation == "discriminative" and config.model.embedding_dim == 8
+    assert (config.model.width, config.model.input_height, config.model.input_width) == (0.5, 240, 320)
+    assert (config.loss.delta_v, config.loss.delta_d, config.loss.gamma) == (0.5, 1.5, 0.001)
+    assert load_config(None, ["model.formulation=discriminative", "model.coordinates=true"],
+                       InstancesTrainConfig).model.coordinates
+    discriminative = "model.formulation=discriminative"
+    for overrides, message in (
+        (["model.formulation=kmeans"], "not one of"),
+        ([discriminative, "model.embedding_dim=0"], "embedding_dim must be at least 1"),
+        ([discriminative, "loss.delta_v=1.5"], "delta_v < delta_d"),
+        ([discriminative, "loss.gamma=-1"], "weights must be >= 0"),
+        ([discriminative, "model.coordinates=1"], "expected true or false"),
+        ([discriminative, "model.n_sigma=1"], "model.n_sigma is set .* for the spatial_embeddings formulation"),
+        ([discriminative, "loss.offset_weight=10"], "loss.offset_weight is set"),
+        (["model.embedding_dim=16"], "model.embedding_dim is set .* for the discriminative formulation"),
+        (["loss.semantic_weight=2"], "loss.semantic_weight is set"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            load_config(None, overrides, InstancesTrainConfig)
+
+
 def test_recipe_first_stage_values() -> None:
     config = load_config(RECIPE, stage="scratch")
     assert (config.model.input_height, config.model.input_width) == (160, 400)

@@ -156,13 +156,14 @@ NO_DEFAULT_INSTANCES = ("no default instance weights are shipped yet: train them
 
 
 def _check_instance_model(params: dict[str, Any]) -> None:
+    from refine_perception.instances.decoders import FORMATS
     from refine_perception.instances.pipeline import default_instance_model_path
     from refine_perception.models.model_file import ModelFileError
-    from refine_perception.models.spatial_embeddings.weights import load_spatial_embeddings
+    from refine_perception.runtime import load_task_model
 
     path = params["model"] or default_instance_model_path()
     try:
-        load_spatial_embeddings(path)
+        load_task_model(path, FORMATS)
     except ModelFileError as error:
         hint = "" if params["model"] else f" ({NO_DEFAULT_INSTANCES})"
         raise CliError(f"cannot load the instances model: {error}{hint}") from None

@@ -1,5 +1,6 @@
-"""Camera images in, instances out: resize, the SpatialEmbeddings network, seed clustering and
-full-resolution masks with their rotated boxes, in one call shared by evaluation and the node.
+"""Camera images in, instances out: resize, the network (SpatialEmbeddings or discriminative loss), its
+clustering (instances/decoders.py) and full-resolution masks with their rotated boxes, in one call shared
+by evaluation, training's validation and the node.
 
 Images of any size are resized to the model's input (as in training) and the whole batch goes through
 the network at once; clustering runs at the network's resolution, where it is cheapest, and each mask
@@ -19,12 +20,14 @@ import cv2
 import numpy as np
 import torch
 
+from refine_perception.instances.decoders import FORMATS, InstanceDecoder, decoder_of
 from refine_perception.instances.result import InstanceResult, OrientedBox
+from refine_perception.models.discriminative import weights as discriminative_weights
+from refine_perception.models.discriminative.network import DiscriminativeNet
 from refine_perception.models.preprocess import crop_resize, to_network
-from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
-from refine_perception.models.spatial_embeddings.embedding import Embeddings, split_output
+from refine_perception.models.spatial_embeddings import weights as spatial_weights
+from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
-from refine_perception.models.spatial_embeddings.weights import FORMAT
 from refine_perception.models.threads import intra_op_threads
 from refine_perception.runtime import BackendInfo, RuntimeConfig, open_task_network
 
@@ -32,8 +35,8 @@ Network = Callable[[np.ndarray], np.ndarray]  # (B, 3, H, W) float32 in [0, 1] -
 EAGER_CPU = RuntimeConfig(backend="torch", device="cpu", precision="fp32")
 
 
-def torch_network(model: SpatialEmbeddingNet, device: str | torch.device = "cpu") -> Network:
-    """A SpatialEmbeddingNet as a Network, run eagerly on `device`."""
+def torch_network(model: torch.nn.Module, device: str | torch.device = "cpu") -> Network:
+    """An instance network as a Network, run eagerly on `device`."""
     model = model.to(device).eval()
 
     @torch.inference_mode()
@@ -89,40 +92,40 @@ def oriented_box(mask: np.ndarray) -> OrientedBox | None:
 
 
 class InstancePredictor:
-    """Runs a SpatialEmbeddings network on BGR uint8 images and returns each image's instances in the
-    order found (class by class, strongest seed first); one too small to survive the resizing to the
-    image is left out."""
+    """Runs an instance network on BGR uint8 images and returns each image's instances in the order its
+    decoder found them (class by class); one too small to survive the resizing to the image is left out.
+    `settings` are the node's clustering knobs (see instances/decoders.py for what each kind uses)."""
 
-    def __init__(self, network: Network, input_size: tuple[int, int], n_sigma: int, pixels_per_unit: float,
+    def __init__(self, network: Network, input_size: tuple[int, int], decoder: InstanceDecoder,
                  class_names: Sequence[str], settings: ClusterSettings = ClusterSettings(), threads: int = 0) -> None:
         self.threads = threads  # CPU threads of the network and the clustering; 0: torch's default
         self.network = network
         self.input_size = input_size
-        self.n_sigma = n_sigma
-        self.pixels_per_unit = pixels_per_unit
+        self.decoder = decoder
         self.class_names = tuple(class_names)
         self.settings = settings
         self.metadata: dict[str, Any] = {}  # the model file's, when read from one
 
     @classmethod
-    def from_model(cls, model: SpatialEmbeddingNet, settings: ClusterSettings = ClusterSettings(),
+    def from_model(cls, model: SpatialEmbeddingNet | DiscriminativeNet, settings: ClusterSettings = ClusterSettings(),
                    device: str | torch.device = "cpu", threads: int = 0) -> InstancePredictor:
-        return cls(torch_network(model, device), model.input_size, model.n_sigma, model.pixels_per_unit,
+        """The predictor of a SpatialEmbeddingNet or a DiscriminativeNet, run eagerly."""
+        weights = discriminative_weights if isinstance(model, DiscriminativeNet) else spatial_weights
+        return cls(torch_network(model, device), model.input_size, decoder_of(weights.file_header(model)),
                    model.class_names, settings, threads)
 
     @classmethod
     def from_file(cls, path: str | Path, settings: ClusterSettings = ClusterSettings(),
                   config: RuntimeConfig = EAGER_CPU) -> tuple[InstancePredictor, BackendInfo]:
-        """The predictor of the model file at `path` on the runtime backend `config` asks for, and what
-        runs it. Raises ModelFileError, BackendError or UnsupportedCombination."""
-        network = open_task_network(path, FORMAT, config)
+        """The predictor of the model file at `path` (either instance kind) on the runtime backend `config`
+        asks for, and what runs it. Raises ModelFileError, BackendError or UnsupportedCombination."""
+        network = open_task_network(path, FORMATS, config)
         meta = network.metadata
 
         def run(batch: np.ndarray) -> np.ndarray:
             return network(batch)[0]
 
-        predictor = cls(run, network.input_size, int(meta["n_sigma"]), float(meta["pixels_per_unit"]),
-                        meta["class_names"], settings, config.threads)
+        predictor = cls(run, network.input_size, decoder_of(meta), meta["class_names"], settings, config.threads)
         predictor.metadata = meta
         return predictor, network.info
 
@@ -134,10 +137,7 @@ class InstancePredictor:
         if not images:
             return []
         with intra_op_threads(self.threads):
-            embeddings = split_output(torch.from_numpy(self.network(self.inputs(images))), self.n_sigma,
-                                      self.pixels_per_unit)
-            return [cluster(Embeddings(*(t[k:k + 1] for t in embeddings)), self.settings)
-                    for k in range(len(images))]
+            return self.decoder(self.network(self.inputs(images)), self.settings)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[InstanceResult]]:
         return [self._results(found, image.shape[:2]) for found, image in zip(self.clusters(images), images)]

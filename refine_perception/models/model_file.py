@@ -79,6 +79,14 @@ def _read_metadata(path: Path) -> dict[str, Any]:
     return metadata
 
 
+def header_class_names(header: Mapping[str, Any]) -> list[str]:
+    """The header's class names, checked: a ValueError (a bad file, to `load_model_file`) unless a list of strings."""
+    names = header["class_names"]
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise ValueError(f"class_names must be a list of strings, got {names!r}")
+    return names
+
+
 def load_model_file(path: str | Path, file_format: str, required: Sequence[str], kind: str,
                     build: Callable[[dict[str, Any]], ModelT]) -> tuple[ModelT, dict[str, Any]]:
     """The network stored at `path` in eval mode (fp32) and its metadata (the json's over the header's).

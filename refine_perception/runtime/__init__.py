@@ -10,7 +10,8 @@ backend, `auto` by measurement). Nodes, evaluation, benchmarks and `refine-perce
 from refine_perception.runtime.config import BACKENDS, PRECISIONS, BackendError, RuntimeConfig, UnsupportedCombination
 from refine_perception.runtime.model import LoadedModel, load_model
 from refine_perception.runtime.network import BackendInfo, Network
-from refine_perception.runtime.select import open_model, open_network, open_task_network
+from refine_perception.runtime.select import load_task_model, open_model, open_network, open_task_network
 
 __all__ = ["BACKENDS", "PRECISIONS", "BackendError", "BackendInfo", "LoadedModel", "Network", "RuntimeConfig",
-           "UnsupportedCombination", "load_model", "open_model", "open_network", "open_task_network"]
+           "UnsupportedCombination", "load_model", "load_task_model", "open_model", "open_network",
+           "open_task_network"]

@@ -22,6 +22,7 @@ from refine_perception.models.model_file import HEADER_KEY, ModelFileError
 KINDS = {
     "refine_perception.clrnet/1": "refine_perception.lanes.network:CLRNET",
     "refine_perception.spatial_embeddings/1": "refine_perception.instances.network:SPATIAL_EMBEDDINGS",
+    "refine_perception.discriminative/1": "refine_perception.instances.network:DISCRIMINATIVE",
 }
 
 

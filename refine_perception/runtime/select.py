@@ -47,13 +47,20 @@ def open_network(path: str | Path, config: RuntimeConfig = DEFAULT) -> Network:
     return open_model(load_model(path), config)
 
 
-def open_task_network(path: str | Path, file_format: str, config: RuntimeConfig = DEFAULT) -> Network:
-    """`open_network` for a task that takes one kind of model: a file of another kind (a lane model given to
-    the instance node) is a ModelFileError naming both."""
-    network = open_network(path, config)
-    if network.kind.file_format != file_format:
-        raise ModelFileError(f"{path}: a {network.kind.name} model file, not {file_format}")
-    return network
+def load_task_model(path: str | Path, file_format: str | tuple[str, ...]) -> LoadedModel:
+    """`load_model` for a task that takes one kind of model, or one of a few (`file_format` a tuple): a file
+    of another kind (a lane model given to the instance node) is a ModelFileError naming both."""
+    formats = (file_format,) if isinstance(file_format, str) else file_format
+    model = load_model(path)
+    if model.kind.file_format not in formats:
+        raise ModelFileError(f"{path}: a {model.kind.name} model file, not {' or '.join(formats)}")
+    return model
+
+
+def open_task_network(path: str | Path, file_format: str | tuple[str, ...],
+                      config: RuntimeConfig = DEFAULT) -> Network:
+    """`open_network` of a file of the task's kind(s) (see `load_task_model`)."""
+    return open_model(load_task_model(path, file_format), config)
 
 
 def open_model(model: LoadedModel, config: RuntimeConfig = DEFAULT) -> Network:

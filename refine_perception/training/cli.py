@@ -3,6 +3,7 @@
     refine-train lanes --config config/training/lanes_r18.yaml [--set optim.lr=3e-4 ...] [--resume]
     refine-train lanes --config config/training/lanes_r18_synthetic.yaml [--stage bf16]  (a recipe: all its stages, or one)
     refine-train instances --config config/training/instances_sticks_cpu.yaml [--set ...] [--resume]
+    refine-train instances --config config/training/instances_sticks_discriminative_cpu.yaml
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
     refine-train evaluate lanes --weights models/clrnet_r18_synthetic.safetensors [--num 2000 --seed 2]
@@ -111,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, func, what in (("lanes", _train_lanes, "CLRNet"), ("instances", _train_instances, "SpatialEmbeddings")):
+    for name, func, what in (("lanes", _train_lanes, "CLRNet"),
+                             ("instances", _train_instances, "SpatialEmbeddings or the discriminative-loss network")):
         train = sub.add_parser(name, help=f"train {what} (single process, or DDP under torchrun)")
         train.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
         train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -134,13 +134,17 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class InstanceModelConfig:
-    """SpatialEmbeddings (ERFNet encoder, offset/sigma and seed decoders) at a CPU-friendly width."""
+    """The instance network at a CPU-friendly width: SpatialEmbeddings (ERFNet encoder, offset/sigma and seed
+    decoders) or the discriminative loss's (the same encoder, embedding and semantic decoders)."""
 
+    formulation: Literal["spatial_embeddings", "discriminative"] = "spatial_embeddings"
     width: float = 1.0  # channel multiplier of the paper's ERFNet (16/64/128 at 1.0)
-    n_sigma: int = 2  # 2: elliptic bandwidths, which suit long thin objects
+    n_sigma: int = 2  # spatial_embeddings: 2, elliptic bandwidths, which suit long thin objects
     input_height: int = 240
     input_width: int = 320
-    pixels_per_unit: float = 256.0  # input pixels per embedding unit (offsets reach one unit)
+    pixels_per_unit: float = 256.0  # spatial_embeddings: input pixels per embedding unit (offsets reach one unit)
+    embedding_dim: int = 8  # discriminative: size of the per-pixel embedding (the authors' 8; 16 for crowded scenes)
+    coordinates: bool = False  # discriminative: append each position's (x, y) to the embedding decoder's input
     init: str = ""  # start from these weights (a refine-train instance .safetensors of the same architecture)
 
 
@@ -160,13 +164,33 @@ class SticksDataConfig:
 
 @dataclass(frozen=True)
 class InstanceLossConfig:
-    """Weights of the SpatialEmbeddings loss terms (the paper's code: 1, 10, 1, foreground 10; offset 0)."""
+    """The loss of the chosen formulation. SpatialEmbeddings: the weights of its terms (the paper's code: 1,
+    10, 1, foreground 10; offset 0). Discriminative: the paper's margins and weights (delta_v 0.5, delta_d
+    1.5, alpha = beta = 1, gamma 0.001; the margins also set the clustering's distances) and the weight of
+    the semantic head's cross-entropy."""
 
     instance_weight: float = 1.0
     variance_weight: float = 10.0
     seed_weight: float = 1.0
-    foreground_weight: float = 10.0
+    foreground_weight: float = 10.0  # weight of instance pixels in the seed term
     offset_weight: float = 0.0  # pull every pixel's embedding to its centre: faster start on long objects
+    delta_v: float = 0.5  # pixels are pulled to within delta_v of their instance's mean embedding
+    delta_d: float = 1.5  # instance means are pushed 2 delta_d apart
+    alpha: float = 1.0  # variance (pull) term
+    beta: float = 1.0  # distance (push) term
+    gamma: float = 0.001  # regularisation (means towards the origin)
+    semantic_weight: float = 1.0  # cross-entropy of the foreground (semantic) head
+
+
+# the keys each formulation alone reads; the other's must keep their defaults, so that a key set for the
+# wrong formulation (or left over after switching) fails instead of being silently ignored
+FORMULATION_KEYS = {
+    "spatial_embeddings": {"model": ("n_sigma", "pixels_per_unit"),
+                           "loss": ("instance_weight", "variance_weight", "seed_weight", "foreground_weight",
+                                    "offset_weight")},
+    "discriminative": {"model": ("embedding_dim", "coordinates"),
+                       "loss": ("delta_v", "delta_d", "alpha", "beta", "gamma", "semantic_weight")},
+}
 
 
 @dataclass(frozen=True)
@@ -189,15 +213,35 @@ class InstancesTrainConfig:
 
     def __post_init__(self) -> None:
         _check_loop(self.train, self.optim, self.run, self.augment)
-        m = self.model
+        m, loss = self.model, self.loss
         if m.input_height % 8 or m.input_width % 8 or m.input_height < 8 or m.input_width < 8:
             raise ConfigError(f"model input size must be positive multiples of 8, got {m.input_height}x{m.input_width}")
         if m.n_sigma not in (1, 2) or not m.width > 0 or not m.pixels_per_unit > 0:
             raise ConfigError(f"model: n_sigma must be 1 or 2 and width, pixels_per_unit > 0, got {m.n_sigma}, "
                               f"{m.width}, {m.pixels_per_unit}")
+        if m.embedding_dim < 1:
+            raise ConfigError(f"model.embedding_dim must be at least 1, got {m.embedding_dim}")
+        if not 0 <= loss.delta_v < loss.delta_d:
+            raise ConfigError(f"loss: need 0 <= delta_v < delta_d, got {loss.delta_v} and {loss.delta_d}")
+        weights = {name: getattr(loss, name) for name in ("alpha", "beta", "gamma", "semantic_weight")}
+        if any(value < 0 for value in weights.values()):
+            raise ConfigError(f"loss: weights must be >= 0, got {weights}")
+        for formulation, sections in FORMULATION_KEYS.items():
+            if formulation != m.formulation:
+                _check_defaults(self, sections, f"for the {formulation} formulation, not {m.formulation}")
         for dataset in (*self.train, *self.val.datasets):
             if dataset.kind == "disk" and not dataset.root:
                 raise ConfigError("a disk sticks dataset needs a root")
+
+
+def _check_defaults(config: Any, sections: Mapping[str, Sequence[str]], why: str) -> None:
+    """ConfigError naming the first of `sections`' keys that differs from its default."""
+    for section, names in sections.items():
+        values = getattr(config, section)
+        defaults = type(values)()
+        for name in names:
+            if getattr(values, name) != getattr(defaults, name):
+                raise ConfigError(f"{section}.{name} is set ({getattr(values, name)!r}) but is {why}")
 
 
 def _check_loop(train: tuple[Any, ...], optim: OptimConfig, run: RunConfig, augment: AugmentConfig) -> None:

@@ -1,6 +1,6 @@
 """Turn a run's weights into shipped default weights: fp16 safetensors (half the bytes; the network still
 runs in fp32 after loading) with the metadata json, to which held-out figures can be added. Lane (CLRNet)
-and instance (SpatialEmbeddings) files are told apart by the format tag their json carries."""
+and instance (SpatialEmbeddings, discriminative) files are told apart by the format tag their json carries."""
 
 from __future__ import annotations
 
@@ -12,10 +12,13 @@ import torch
 
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
 from refine_perception.models.model_file import metadata_path
-from refine_perception.models.spatial_embeddings import weights as instance_weights
+from refine_perception.training.instance_task import MODEL_FILES
 
+# instance model files by format tag; anything else is a lane model
+INSTANCE_FILES = {files.file_format: files for files in MODEL_FILES.values()}
 _DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
-            "num_priors", "sample_points", "pooling", *instance_weights.ARCHITECTURE_KEYS)  # rewritten
+            "num_priors", "sample_points", "pooling",
+            *(key for files in MODEL_FILES.values() for key in files.architecture_keys))  # rewritten
 
 
 def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:
@@ -23,8 +26,8 @@ def export_default(weights: str | Path, out: str | Path, describe: str | Path | 
         file_format = json.loads(metadata_path(weights).read_text()).get("format")
     except (OSError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{weights}: cannot read its metadata json: {err}") from err
-    instances = file_format == instance_weights.FORMAT
-    model, metadata = instance_weights.load_spatial_embeddings(weights) if instances else load_lane_model(weights)
+    instance_files = INSTANCE_FILES.get(file_format)
+    model, metadata = instance_files.load(weights) if instance_files else load_lane_model(weights)
     info = {key: value for key, value in metadata.items() if key not in _DERIVED}
     if describe is not None:
         try:
@@ -34,6 +37,6 @@ def export_default(weights: str | Path, out: str | Path, describe: str | Path | 
         if not isinstance(extra, dict):
             raise ModelFileError(f"{describe}: expected a json object")
         info |= extra
-    if instances:
-        return instance_weights.save_spatial_embeddings(out, model, info, dtype=torch.float16)
+    if instance_files:
+        return instance_files.save(out, model, info, torch.float16)
     return save_lane_model(out, model, str(info.pop("backbone")), info, dtype=torch.float16)

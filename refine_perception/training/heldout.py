@@ -140,7 +140,7 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
                                height: int = 480, workers: int = 2, batch_size: int = 8,
                                progress: bool = True, runtime: tuple[str, str] = ("torch", "fp32"),
                                int8_weight_bits: int = 0) -> dict[str, Any]:
-    """Score instance weights on `num` rendered stick scenes of a seed no training config uses, as the
+    """Score instance weights (either formulation) on `num` rendered stick scenes of a seed no training config uses, as the
     instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
     mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth. The network runs on
     the runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference)."""
@@ -168,8 +168,8 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
     seconds = time.perf_counter() - started
     table = "\n".join([
         f"held-out sticks test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
-        f"weights: {weights} (SpatialEmbeddings width {metadata.get('width')}, input {metadata.get('input_height')}x"
-        f"{metadata.get('input_width')}) on {info}",
+        f"weights: {weights} ({predictor.decoder.name} width {metadata.get('width')}, input "
+        f"{metadata.get('input_height')}x{metadata.get('input_width')}) on {info}",
         f"mask AP {_pct(figures['mask_AP'])}  AP50 {_pct(figures['mask_AP50'])}  AP75 {_pct(figures['mask_AP75'])}  "
         f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}",
         f"grasp success {_pct(figures['grasp_success_rate'])} ({figures['grasp_frames']} frames with a free stick), "

@@ -1,9 +1,11 @@
-"""SpatialEmbeddings as a training task: the network of the config, stick scenes with augmentation, the
-SpatialEmbeddings loss, validation by mask AP through the same predictor the node runs (AP picks the
-best weights) and the instance model file."""
+"""Instance segmentation as a training task: the network and loss of the config's formulation (SpatialEmbeddings
+or the discriminative loss with a semantic head), stick scenes with augmentation, validation by mask AP
+through the same predictor the node runs (AP picks the best weights) and the formulation's model file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,19 +15,59 @@ from torch import nn
 
 from refine_perception.evaluation.instances import score_instance_frames
 from refine_perception.instances.predict import InstancePredictor
+from refine_perception.models.discriminative import weights as discriminative_weights
+from refine_perception.models.discriminative.loss import DiscriminativeNetLoss, DiscriminativeSettings
+from refine_perception.models.discriminative.network import DiscriminativeNet
 from refine_perception.models.model_file import ModelFileError
+from refine_perception.models.spatial_embeddings import weights as spatial_weights
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.loss import SpatialEmbeddingLoss
-from refine_perception.models.spatial_embeddings.weights import (
-    architecture,
-    load_spatial_embeddings,
-    save_spatial_embeddings,
-)
 from refine_perception.training.config import InstancesTrainConfig
 from refine_perception.training.instance_data import InstanceTrainingSet, SticksSource, collate, truth_from_ids
 from refine_perception.training.trainer import Trainer
 
 VALIDATION_BATCH = 8
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """How one formulation's networks are described, saved (with `info`, in a dtype) and loaded."""
+
+    file_format: str
+    architecture_keys: tuple[str, ...]
+    architecture: Callable[[Any], dict[str, Any]]
+    save: Callable[..., dict[str, Any]]
+    load: Callable[[str | Path], tuple[nn.Module, dict[str, Any]]]
+
+
+MODEL_FILES = {
+    "spatial_embeddings": ModelFiles(spatial_weights.FORMAT, spatial_weights.ARCHITECTURE_KEYS,
+                                     spatial_weights.architecture, spatial_weights.save_spatial_embeddings,
+                                     spatial_weights.load_spatial_embeddings),
+    "discriminative": ModelFiles(discriminative_weights.FORMAT, discriminative_weights.ARCHITECTURE_KEYS,
+                                 discriminative_weights.architecture, discriminative_weights.save_discriminative,
+                                 discriminative_weights.load_discriminative),
+}
+
+
+def build_network(config: InstancesTrainConfig) -> SpatialEmbeddingNet | DiscriminativeNet:
+    """The untrained network of the config's formulation, for one class (sticks)."""
+    m, size = config.model, (config.model.input_height, config.model.input_width)
+    if m.formulation == "discriminative":
+        return DiscriminativeNet(1, m.embedding_dim, m.width, coordinates=m.coordinates, input_size=size,
+                                 class_names=("stick",), delta_var=config.loss.delta_v, delta_dist=config.loss.delta_d)
+    return SpatialEmbeddingNet(1, m.n_sigma, m.width, input_size=size, pixels_per_unit=m.pixels_per_unit,
+                               class_names=("stick",))
+
+
+def build_loss(config: InstancesTrainConfig) -> nn.Module:
+    loss = config.loss
+    if config.model.formulation == "discriminative":
+        settings = DiscriminativeSettings(loss.delta_v, loss.delta_d, loss.alpha, loss.beta, loss.gamma)
+        return DiscriminativeNetLoss(config.model.embedding_dim, settings, loss.semantic_weight)
+    return SpatialEmbeddingLoss(config.model.n_sigma, config.model.pixels_per_unit, w_inst=loss.instance_weight,
+                                w_var=loss.variance_weight, w_seed=loss.seed_weight,
+                                foreground_weight=loss.foreground_weight, w_offset=loss.offset_weight)
 
 
 class InstanceTask:
@@ -34,22 +76,18 @@ class InstanceTask:
 
     def __init__(self, config: InstancesTrainConfig) -> None:
         self.config = config
-        loss = config.loss
-        self.criterion = SpatialEmbeddingLoss(config.model.n_sigma, config.model.pixels_per_unit,
-                                              w_inst=loss.instance_weight, w_var=loss.variance_weight,
-                                              w_seed=loss.seed_weight, foreground_weight=loss.foreground_weight,
-                                              w_offset=loss.offset_weight)
+        self.criterion = build_loss(config)
+        self.files = MODEL_FILES[config.model.formulation]
         self.collate = collate
 
-    def build_model(self) -> SpatialEmbeddingNet:
-        m = self.config.model
-        model = SpatialEmbeddingNet(1, m.n_sigma, m.width, input_size=(m.input_height, m.input_width),
-                                    pixels_per_unit=m.pixels_per_unit, class_names=("stick",))
-        if m.init:
-            start, _ = load_spatial_embeddings(m.init)
-            if architecture(start) != architecture(model):
-                raise ModelFileError(f"{m.init}: architecture {architecture(start)} differs from the config's "
-                                     f"{architecture(model)}")
+    def build_model(self) -> nn.Module:
+        model = build_network(self.config)
+        init = self.config.model.init
+        if init:
+            start, _ = self.files.load(init)
+            if self.files.architecture(start) != self.files.architecture(model):
+                raise ModelFileError(f"{init}: architecture {self.files.architecture(start)} differs from the "
+                                     f"config's {self.files.architecture(model)}")
             model.load_state_dict(start.state_dict())
         return model
 
@@ -63,7 +101,7 @@ class InstanceTask:
     def validate(self, model: nn.Module, device: torch.device) -> dict[str, float] | None:
         if not self.config.val.datasets:
             return None
-        assert isinstance(model, SpatialEmbeddingNet)
+        assert isinstance(model, SpatialEmbeddingNet | DiscriminativeNet)
         predictor = InstancePredictor.from_model(model, device=device)
         truth: list[list[Any]] = []
         predictions: list[list[Any] | None] = []
@@ -79,12 +117,11 @@ class InstanceTask:
                 "boundary_F": float(scores.boundary_f), "mIoU": float(scores.semantic.miou())}
 
     def export(self, path: Path, model: nn.Module, info: dict[str, Any]) -> None:
-        assert isinstance(model, SpatialEmbeddingNet)
-        save_spatial_embeddings(path, model, info)
+        self.files.save(path, model, info)
 
 
 class InstanceTrainer(Trainer):
-    """The loop on a SpatialEmbeddings config: what `refine-train instances` runs."""
+    """The loop on an instances config: what `refine-train instances` runs."""
 
     def __init__(self, config: InstancesTrainConfig, progress: bool = True) -> None:
         super().__init__(config, InstanceTask(config), progress)

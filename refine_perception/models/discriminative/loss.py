@@ -23,6 +23,9 @@ The whole batch is computed at once, with no loop. One `torch.unique` groups the
 The means and per-instance sums are `index_add`s over the instance index. The pairs are the instance
 pairs of the same image and class. So the cost is one pass over the foreground pixels and one over the
 pairs of instances.
+
+`DiscriminativeNetLoss` is what training a DiscriminativeNet minimises: this loss on its embedding plus the
+cross-entropy of its semantic head.
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from refine_perception.models.discriminative.output import split_output
 
 
 @dataclass(frozen=True)
@@ -123,3 +129,28 @@ class DiscriminativeLoss(nn.Module):
     def _norm(self, vectors: torch.Tensor) -> torch.Tensor:
         """The norm of each row (torch's gradient at a zero vector is 0, not NaN)."""
         return torch.linalg.vector_norm(vectors, ord=self.settings.norm, dim=-1)
+
+
+class DiscriminativeNetLoss(nn.Module):
+    """The training loss of a DiscriminativeNet's raw output: the discriminative loss on its embedding,
+    per class, plus `semantic_weight` times the cross-entropy of its semantic logits (the foreground head).
+    Targets as for DiscriminativeLoss; class k of `classes` is logit k + 1 (0 is background). The
+    clustering only sees the pixels the semantic head calls foreground, so both heads are needed."""
+
+    def __init__(self, embedding_dim: int, settings: DiscriminativeSettings = DiscriminativeSettings(),
+                 semantic_weight: float = 1.0) -> None:
+        super().__init__()
+        if semantic_weight < 0:
+            raise ValueError(f"semantic_weight must be >= 0, got {semantic_weight}")
+        self.embedding_dim = embedding_dim
+        self.discriminative = DiscriminativeLoss(settings)
+        self.semantic_weight = semantic_weight
+
+    def forward(
+        self, raw: torch.Tensor, instances: torch.Tensor, classes: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        embedding, logits = split_output(raw, self.embedding_dim)
+        total, parts = self.discriminative(embedding, instances, classes)
+        semantic_class = torch.ones_like(instances) if classes is None else classes + 1
+        semantic = F.cross_entropy(logits, torch.where(instances > 0, semantic_class, 0))
+        return total + self.semantic_weight * semantic, {**parts, "semantic": semantic.detach()}

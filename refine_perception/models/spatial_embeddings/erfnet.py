@@ -109,6 +109,28 @@ def scaled_channels(width: float) -> tuple[int, int, int]:
     return c1, c2, c3
 
 
+def checked_input_size(input_size: Sequence[int]) -> tuple[int, int]:
+    """(height, width) that a network of three downsamplers can take: positive multiples of 8."""
+    if len(input_size) != 2 or min(input_size) < 8 or input_size[0] % 8 or input_size[1] % 8:
+        raise ValueError(f"input_size (height, width) must be positive multiples of 8, got {input_size}")
+    return int(input_size[0]), int(input_size[1])
+
+
+def checked_class_names(num_classes: int, class_names: Sequence[str] | None) -> tuple[str, ...]:
+    """The names given, one per class, or by default "stick" for one class and class_k for several."""
+    names = tuple(class_names) if class_names is not None else (
+        ("stick",) if num_classes == 1 else tuple(f"class_{k}" for k in range(num_classes)))
+    if len(names) != num_classes:
+        raise ValueError(f"{len(names)} class names for {num_classes} classes")
+    return names
+
+
+def check_images(images: torch.Tensor) -> None:
+    """Refuse a batch the network cannot take: three halvings need H and W multiples of 8."""
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 8 or images.shape[3] % 8:
+        raise ValueError(f"expected images (N, 3, H, W) with H and W multiples of 8, got {tuple(images.shape)}")
+
+
 class SpatialEmbeddingNet(nn.Module):
     """Raw output (N, 2 + n_sigma + num_classes, H, W): offsets, sigma, then one seed logit per class.
 
@@ -130,20 +152,14 @@ class SpatialEmbeddingNet(nn.Module):
         super().__init__()
         if num_classes < 1 or n_sigma not in (1, 2):
             raise ValueError(f"need num_classes >= 1 and n_sigma 1 or 2, got {num_classes} and {n_sigma}")
-        if len(input_size) != 2 or min(input_size) < 8 or input_size[0] % 8 or input_size[1] % 8:
-            raise ValueError(f"input_size (height, width) must be positive multiples of 8, got {input_size}")
         if not pixels_per_unit > 0:
             raise ValueError(f"pixels_per_unit must be positive, got {pixels_per_unit}")
-        names = tuple(class_names) if class_names is not None else (
-            ("stick",) if num_classes == 1 else tuple(f"class_{k}" for k in range(num_classes)))
-        if len(names) != num_classes:
-            raise ValueError(f"{len(names)} class names for {num_classes} classes")
         self.num_classes = num_classes
         self.n_sigma = n_sigma
         self.width = float(width)
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_size = checked_input_size(input_size)
         self.pixels_per_unit = float(pixels_per_unit)
-        self.class_names = names
+        self.class_names = checked_class_names(num_classes, class_names)
         channels = scaled_channels(width)
         self.encoder = Encoder(channels)
         self.embedding_decoder = Decoder(channels, 2 + n_sigma)
@@ -160,7 +176,6 @@ class SpatialEmbeddingNet(nn.Module):
             output.bias[2:].fill_(1.0)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % 8 or images.shape[3] % 8:
-            raise ValueError(f"expected images (N, 3, H, W) with H and W multiples of 8, got {tuple(images.shape)}")
+        check_images(images)
         features = self.encoder(images)
         return torch.cat([self.embedding_decoder(features), self.seed_decoder(features)], dim=1)

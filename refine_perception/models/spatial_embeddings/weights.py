@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from refine_perception.models.model_file import load_model_file, save_model_file
+from refine_perception.models.model_file import header_class_names, load_model_file, save_model_file
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 
 FORMAT = "refine_perception.spatial_embeddings/1"
@@ -34,20 +34,23 @@ def architecture(model: SpatialEmbeddingNet) -> dict[str, Any]:
     }
 
 
+def file_header(model: SpatialEmbeddingNet) -> dict[str, Any]:
+    """The header a model file of `model` carries (what the predictor reads back from one)."""
+    return {"format": FORMAT, **architecture(model)}
+
+
 def save_spatial_embeddings(path: str | Path, model: SpatialEmbeddingNet, info: Mapping[str, Any] | None = None,
                             dtype: torch.dtype = torch.float32) -> dict[str, Any]:
     """Write the weights (floating tensors as `dtype`) and the json with `info` (training data, metrics,
     cost); returns the json's content."""
-    return save_model_file(path, model.state_dict(), {"format": FORMAT, **architecture(model)}, info or {}, dtype)
+    return save_model_file(path, model.state_dict(), file_header(model), info or {}, dtype)
 
 
 def _build(header: dict[str, Any]) -> SpatialEmbeddingNet:
-    names = header["class_names"]
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise ValueError(f"class_names must be a list of strings, got {names!r}")
     return SpatialEmbeddingNet(int(header["num_classes"]), int(header["n_sigma"]), float(header["width"]),
                                input_size=(int(header["input_height"]), int(header["input_width"])),
-                               pixels_per_unit=float(header["pixels_per_unit"]), class_names=names)
+                               pixels_per_unit=float(header["pixels_per_unit"]),
+                               class_names=header_class_names(header))
 
 
 def load_spatial_embeddings(path: str | Path,

@@ -1,0 +1,88 @@
+"""The discriminative-loss network: the ERFNet encoder of SpatialEmbeddings with two decoders, one for a
+per-pixel embedding (trained with the discriminative loss) and one for semantic logits (which pixels are
+foreground, and of which class).
+
+Why one output tensor: the runtime exports, quantises and serves every network as a single-output graph,
+so the embedding and the logits travel concatenated (output.py takes them apart).
+
+Why optional coordinates: ERFNet is translation-equivariant, so two sticks that look alike must still get
+embeddings far apart from appearance and context alone. Appending each position's (x, y) in [-1, 1] to the
+embedding decoder's input (CoordConv) gives it a cue that always separates distant instances. Whether that
+pays on sticks is a matter of measurement, hence a switch (`coordinates`) recorded in the model file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from refine_perception.models.discriminative.loss import DiscriminativeSettings
+from refine_perception.models.spatial_embeddings.erfnet import (
+    DEFAULT_INPUT_SIZE,
+    Decoder,
+    Encoder,
+    check_images,
+    checked_class_names,
+    checked_input_size,
+    scaled_channels,
+)
+
+DEFAULT_EMBEDDING_DIM = 8  # the authors' choice for Cityscapes (16 for the leaves of CVPPP)
+
+
+def coordinate_features(like: torch.Tensor) -> torch.Tensor:
+    """(N, 2, h, w): the x and y of each position of `like` (N, C, h, w), from -1 at the first to 1 at the last."""
+    batch, _, height, width = like.shape
+    xs = torch.arange(width, dtype=like.dtype, device=like.device) * (2.0 / max(width - 1, 1)) - 1.0
+    ys = torch.arange(height, dtype=like.dtype, device=like.device) * (2.0 / max(height - 1, 1)) - 1.0
+    grid = torch.stack([xs.expand(height, width), ys[:, None].expand(height, width)])
+    return grid.expand(batch, 2, height, width)
+
+
+class DiscriminativeNet(nn.Module):
+    """Raw output (N, embedding_dim + num_classes + 1, H, W): the embedding, then the semantic logits with
+    background first.
+
+    Besides the weights, the model carries what a model file must record: the input size (height, width)
+    images are resized to, the class names, and the loss's margins `delta_var` and `delta_dist`, which set
+    the clustering's distances at inference.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1,
+        embedding_dim: int = DEFAULT_EMBEDDING_DIM,
+        width: float = 1.0,
+        *,
+        coordinates: bool = False,
+        input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+        class_names: Sequence[str] | None = None,
+        delta_var: float = DiscriminativeSettings.delta_var,
+        delta_dist: float = DiscriminativeSettings.delta_dist,
+    ) -> None:
+        super().__init__()
+        if num_classes < 1 or embedding_dim < 1:
+            raise ValueError(f"need num_classes >= 1 and embedding_dim >= 1, got {num_classes} and {embedding_dim}")
+        if not 0 <= delta_var < delta_dist:
+            raise ValueError(f"need 0 <= delta_var < delta_dist, got {delta_var} and {delta_dist}")
+        self.num_classes = num_classes
+        self.embedding_dim = embedding_dim
+        self.width = float(width)
+        self.coordinates = coordinates
+        self.input_size = checked_input_size(input_size)
+        self.class_names = checked_class_names(num_classes, class_names)
+        self.delta_var = float(delta_var)
+        self.delta_dist = float(delta_dist)
+        c1, c2, c3 = scaled_channels(width)
+        self.encoder = Encoder((c1, c2, c3))
+        # the decoder reads c3 channels, two more with the coordinates appended
+        self.embedding_decoder = Decoder((c1, c2, c3 + 2 * coordinates), embedding_dim)
+        self.semantic_decoder = Decoder((c1, c2, c3), num_classes + 1)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        check_images(images)
+        features = self.encoder(images)
+        embedding_input = torch.cat([features, coordinate_features(features)], dim=1) if self.coordinates else features
+        return torch.cat([self.embedding_decoder(embedding_input), self.semantic_decoder(features)], dim=1)
