@@ -18,6 +18,8 @@ import torch
 
 from refine_perception.core.cpu import describe
 from refine_perception.core.stats import median_ms
+from refine_perception.models.discriminative.network import DiscriminativeNet
+from refine_perception.models.discriminative.weights import save_discriminative
 from refine_perception.models.spatial_embeddings.erfnet import SpatialEmbeddingNet
 from refine_perception.models.spatial_embeddings.weights import save_spatial_embeddings
 from refine_perception.runtime import BackendError, RuntimeConfig, UnsupportedCombination, load_model, open_model
@@ -59,13 +61,15 @@ def print_row(row: dict[str, object]) -> None:
 
 
 def default_models(folder: Path) -> list[Path]:
-    models = [shipped_model(LANE_MODEL)]
+    """The shipped models, and an untrained network at the default input of each kind that ships none."""
+    torch.manual_seed(0)
     instances = shipped_model(INSTANCE_MODEL)
     if not instances.is_file():
-        torch.manual_seed(0)
         instances = folder / "spatial_embeddings_untrained.safetensors"
         save_spatial_embeddings(instances, SpatialEmbeddingNet().eval())
-    return [*models, instances]
+    discriminative = folder / "discriminative_untrained.safetensors"
+    save_discriminative(discriminative, DiscriminativeNet().eval())
+    return [shipped_model(LANE_MODEL), instances, discriminative]
 
 
 def main() -> None:

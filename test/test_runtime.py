@@ -6,7 +6,9 @@ CUDA and TensorRT paths run only where a GPU / the tensorrt package exist."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -395,3 +397,86 @@ def test_a_model_file_of_an_unknown_kind_is_refused(weights: Path, tmp_path: Pat
     path.write_bytes(b"not a safetensors file")
     with pytest.raises(ModelFileError, match="cannot read"):
         open_network(path, RuntimeConfig(cache_dir=tmp_path))
+
+
+def test_precision_auto_is_resolved_per_backend_on_a_gpu_machine(weights: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU-only backend asked for on a machine with a GPU must not be given fp16."""
+    model = load_model(weights)
+    monkeypatch.setattr(select, "on_gpu", lambda device: True)
+    monkeypatch.setattr(select, "_onnxruntime_gpu", lambda config: False)
+    assert select.candidates(model, RuntimeConfig("onnxruntime")) == [("onnxruntime", "fp32")]
+    assert select.candidates(model, RuntimeConfig("openvino")) == [("openvino", "int8")]
+    assert select.candidates(model, RuntimeConfig("torch")) == [("torch", "fp16")]
+
+
+def test_a_hash_claimed_by_the_header_does_not_name_the_caches(weights: Path, tmp_path: Path) -> None:
+    """Without its json a model file is hashed: a header claiming another file's hash cannot borrow that
+    file's ONNX, int8 or engine caches."""
+    import json
+
+    import safetensors
+    import safetensors.torch
+
+    with safetensors.safe_open(str(weights), framework="pt") as handle:
+        header = json.loads(handle.metadata()["refine"])
+        tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+    claimed = tmp_path / "claims.safetensors"
+    safetensors.torch.save_file(tensors, str(claimed), metadata={"refine": json.dumps({**header, "sha256": "0" * 64})})
+    assert load_model(claimed).digest == sha256(claimed)
+
+
+def _build_once(args: tuple[str, str]) -> str:
+    from refine_perception.runtime.cache import cached_file
+
+    target, log = args
+
+    def build(tmp: Path) -> None:
+        with open(log, "a") as stream:
+            stream.write("built\n")
+        time.sleep(0.5)
+        tmp.write_text("derived")
+
+    return cached_file(Path(target), build)
+
+
+def test_processes_sharing_the_cache_build_a_file_once(tmp_path: Path) -> None:
+    import multiprocessing
+
+    target, log = tmp_path / "derived.onnx", tmp_path / "builds.log"
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        digests = pool.map(_build_once, [(str(target), str(log))] * 3)
+    assert len(set(digests)) == 1 and log.read_text() == "built\n"
+    assert target.stat().st_mode & 0o077 == 0o666 & ~current_umask() & 0o077  # the umask's, not owner-only
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU candidates only")
+def test_a_failing_candidate_is_left_out_and_the_choice_not_recorded(weights: Path, cache: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    shutil.copytree(cache, tmp_path, dirs_exist_ok=True)
+    real_open = select.open_backend
+
+    def flaky(model, backend, precision, config):  # noqa: ANN001, ANN202 - the patched function's signature
+        if backend == "onnxruntime":
+            raise RuntimeError("out of memory")
+        return real_open(model, backend, precision, config)
+
+    monkeypatch.setattr(select, "open_backend", flaky)
+    network = open_network(weights, RuntimeConfig(precision="fp32", cache_dir=tmp_path, threads=1))
+    assert network.info.name != "onnxruntime" and "onnxruntime:fp32" not in network.selection
+    assert not (tmp_path / select.SELECTION_FILE).exists()  # measured again next time, when it may open
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CPU candidates only")
+def test_a_read_only_cache_costs_the_record_not_the_network(weights: Path, cache: Path, tmp_path: Path) -> None:
+    shutil.copytree(cache, tmp_path, dirs_exist_ok=True)
+    record = tmp_path / select.SELECTION_FILE
+    record.mkdir()  # not writable as a file
+    with pytest.warns(UserWarning, match="cannot record"):
+        network = open_network(weights, RuntimeConfig(precision="fp32", cache_dir=tmp_path, threads=1))
+    assert network.selection

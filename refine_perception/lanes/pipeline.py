@@ -61,7 +61,7 @@ def open_predictor(model: str, backend: str = "auto", device: str = "", precisio
     network = open_task_network(path, FORMAT, RuntimeConfig.of_node(backend, device, precision, threads))
     metadata = network.metadata
     cut_ratio = CULANE_CUT_RATIO
-    if metadata.get("cut_height") and metadata.get("ori_height"):
+    if metadata.get("cut_height") is not None and metadata.get("ori_height"):  # a cut of 0 is a cut too
         cut_ratio = float(metadata["cut_height"]) / float(metadata["ori_height"])
     return LanePredictor(network, network.input_size, DecodeSettings()), cut_ratio, str(network.info)
 

@@ -117,4 +117,7 @@ def load_model_file(path: str | Path, file_format: str, required: Sequence[str],
         raise ModelFileError(f"{path}: weights do not fit the architecture in its header: {err}") from err
     if not all(bool(torch.isfinite(v).all()) for v in model.state_dict().values() if v.is_floating_point()):
         raise ModelFileError(f"{path}: weights contain NaN or infinite values")
+    # the hash only ever comes from the json, which was checked against the file: a header claiming one
+    # (another model's, say) must not name this file's derived caches
+    header.pop("sha256", None)
     return model.eval(), {**header, **metadata}

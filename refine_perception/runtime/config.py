@@ -23,9 +23,10 @@ class RuntimeConfig:
     """How to run a model file.
 
     `device` None means the first GPU when there is one, else the CPU. `threads` 0 lets the backend choose
-    (onnxruntime and OpenVINO: every core); any other count holds for this network's calls only, never for
-    the process. `precision` auto is fp16 on a GPU; on the CPU int8 where the model's kind has shown int8
-    holds its accuracy, else fp32. `int8_weight_bits` 0 picks the onnxruntime int8 weights for this CPU (7
+    (onnxruntime and OpenVINO: every core); any other count holds for this network: its onnxruntime session
+    or OpenVINO compiled model, or torch's count on the calling thread during each call (put back after).
+    `precision` auto is fp16 on a GPU; on the CPU int8 where the model's kind has shown int8 holds its
+    accuracy, else fp32. `int8_weight_bits` 0 picks the onnxruntime int8 weights for this CPU (7
     bits without an int8 dot product, else 8); 7 or 8 forces them, e.g. to measure on one machine what the
     other kind of CPU runs. `max_batch` bounds TensorRT's optimisation profile; `channels_last` and
     `cuda_graph` are options of torch on CUDA."""

@@ -13,7 +13,10 @@ def cuda_device(device: str | None) -> torch.device | None:
         return None
     if not torch.cuda.is_available():
         raise BackendError(f"device {device!r} asked for, but torch sees no CUDA device")
-    return torch.device(device or "cuda:0")
+    cuda = torch.device(device or "cuda:0")
+    if (cuda.index or 0) >= torch.cuda.device_count():
+        raise BackendError(f"device {device!r} asked for, but torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return cuda
 
 
 def on_gpu(device: str | None) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from refine_perception.runtime.cache import cache_dir, cached_file
+from refine_perception.runtime.config import BackendError
 from refine_perception.runtime.model import LoadedModel
 
 OPSET = 17
@@ -31,4 +32,7 @@ def onnx_file(model: LoadedModel, folder: str | Path | None = None, opset: int =
     height, width = model.input_size
     name = f"{model.kind.name}-{model.digest[:16]}-opset{opset}-v{model.kind.export_version}-{height}x{width}.onnx"
     path = cache_dir(folder) / name
-    return path, cached_file(path, lambda tmp: export_onnx(model, tmp, opset))
+    try:
+        return path, cached_file(path, lambda tmp: export_onnx(model, tmp, opset))
+    except (RuntimeError, ValueError) as err:  # the exporter's own errors, reported like any backend failure
+        raise BackendError(f"{model.path}: ONNX export failed: {err}") from err

@@ -33,4 +33,5 @@ def load_model(path: str | Path) -> LoadedModel:
     path = Path(path)
     kind = kind_of(path)
     module, metadata = kind.load(path)
+    # the json's hash was checked against the file by the loader; without a json the file is hashed here
     return LoadedModel(path, kind, module.float().cpu().eval(), metadata, metadata.get("sha256") or sha256(path))

@@ -56,6 +56,10 @@ class OnnxRuntimeNetwork(Network):
         except Exception as err:  # onnxruntime raises its own untyped Fail/InvalidGraph errors
             raise BackendError(f"{onnx_path}: onnxruntime cannot load the model: {err}") from err
         active = self.session.get_providers()[0]
+        if device not in (None, "cpu") and active == "CPUExecutionProvider":
+            # onnxruntime falls back to the CPU when its CUDA provider cannot load (cuDNN missing, ...)
+            raise BackendError(f"onnxruntime could not use {device} (its CUDA provider failed to load); "
+                               "see onnxruntime's log above")
         self.info = BackendInfo("onnxruntime", "cpu" if active == "CPUExecutionProvider" else device or "cuda:0",
                                 precision, f"onnxruntime {ort.__version__} {active}")
 

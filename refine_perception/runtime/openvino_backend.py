@@ -1,8 +1,9 @@
 """OpenVINO on the CPU (Intel and AMD x86 alike): the ONNX export (fp32, or bf16 on CPUs with bfloat16
 arithmetic) or the int8 QDQ file, whose quantise/dequantise pairs OpenVINO turns into int8 kernels.
 
-The int8 file it reads always has full 8-bit weights: oneDNN, under OpenVINO, already halves the weight
-scale itself on CPUs without an int8 dot product, which 7-bit weights would halve once more. Layers left in
+The int8 file it reads has full 8-bit weights unless 7 are asked for (`int8_weight_bits`): oneDNN, under
+OpenVINO, already halves the weight scale itself on CPUs without an int8 dot product, which 7-bit weights
+would halve once more. Layers left in
 floating point run in fp32 (OpenVINO would pick bf16 on AMX CPUs by default), so its int8 computes what
 onnxruntime's does. Compiled models are cached next to the other derived files, which cuts a later start.
 """

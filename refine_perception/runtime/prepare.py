@@ -16,7 +16,7 @@ from refine_perception.runtime.select import open_model
 
 def prepare(path: str | Path, config: RuntimeConfig, int8: bool = True, tensorrt: Sequence[str] = (),
             select: bool = False) -> Iterator[str]:
-    """Build the files of the model at `path`, reading it once; yields a line per file or decision."""
+    """Build the files of the model at `path` from one load of it; yields a line per file or decision."""
     model = load_model(path)
     onnx_path, digest = onnx_file(model, config.cache_dir)
     yield f"{path}: {model.kind.name}, ONNX {onnx_path} (sha256 {digest[:16]})"

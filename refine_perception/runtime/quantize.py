@@ -9,6 +9,7 @@ the same file. The weight range names the cached file. OpenVINO runs the same QD
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import numpy as np
 
 from refine_perception.core.cpu import has_int8_dot_product
 from refine_perception.runtime.cache import cached_file
+from refine_perception.runtime.config import BackendError
 from refine_perception.runtime.export import onnx_file
 from refine_perception.runtime.model import LoadedModel
 
@@ -32,13 +34,18 @@ def int8_onnx_file(model: LoadedModel, folder: str | Path | None = None, weight_
     bits = weight_bits or weight_bits_for_this_cpu()
     source, digest = onnx_file(model, folder)
     suffix = "-w7" if bits == 7 else ""
-    path = source.with_name(f"{source.stem}-int8{suffix}-{model.kind.calibration_tag}-{digest[:8]}.onnx")
+    # what else shapes the file: the ops quantised and the layers left in float
+    settings = hashlib.sha256(repr((QUANTIZED_OPS, model.kind.float_layers)).encode()).hexdigest()[:6]
+    path = source.with_name(f"{source.stem}-int8{suffix}-{model.kind.calibration_tag}-q{settings}-{digest[:8]}.onnx")
 
     def build(tmp: Path) -> None:
         quantize_onnx(source, tmp, model.kind.calibration(model.module, model.metadata), model.kind.input_name,
                       model.kind.float_layers, reduce_range=bits == 7)
 
-    cached_file(path, build)
+    try:
+        cached_file(path, build)
+    except (RuntimeError, ValueError) as err:  # calibration or the quantiser failed: a backend failure
+        raise BackendError(f"{model.path}: int8 quantisation failed: {err}") from err
     return path
 
 

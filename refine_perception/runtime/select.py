@@ -12,9 +12,11 @@ from __future__ import annotations
 import json
 import platform
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,7 +24,7 @@ import torch
 from refine_perception.core.cpu import describe as describe_cpu
 from refine_perception.models.model_file import ModelFileError
 from refine_perception.runtime import onnxruntime_backend, openvino_backend, tensorrt_backend
-from refine_perception.runtime.cache import cache_dir, write_atomically
+from refine_perception.runtime.cache import cache_dir, locked, write_atomically
 from refine_perception.runtime.config import BackendError, RuntimeConfig, UnsupportedCombination
 from refine_perception.runtime.devices import on_gpu
 from refine_perception.runtime.export import onnx_file
@@ -73,13 +75,7 @@ def open_model(model: LoadedModel, config: RuntimeConfig = DEFAULT) -> Network:
 def candidates(model: LoadedModel, config: RuntimeConfig) -> list[tuple[str, str]]:
     """The (backend, precision) pairs that can serve `config` here, the preferred one first."""
     gpu = on_gpu(config.device)
-    precision = config.precision
-    if precision == "auto":
-        precision = "fp16" if gpu else "int8" if model.kind.int8_auto else "fp32"
-        if config.backend == "torch" and not gpu:
-            precision = "fp32"
-        if config.backend == "tensorrt" or (config.backend == "onnxruntime" and _onnxruntime_gpu(config)):
-            precision = "fp16" if config.backend == "tensorrt" else "fp32"
+    precision = config.precision if config.precision != "auto" else _auto_precision(model, config, gpu)
     if config.backend != "auto":
         return [(config.backend, precision)]
     if precision == "int8":
@@ -100,6 +96,20 @@ def candidates(model: LoadedModel, config: RuntimeConfig) -> list[tuple[str, str
         raise UnsupportedCombination(f"no backend here runs {precision} on {'the GPU' if gpu else 'the CPU'}"
                                      + (" (fp16 needs a CUDA device)" if precision == "fp16" else ""))
     return options
+
+
+def _auto_precision(model: LoadedModel, config: RuntimeConfig, gpu: bool) -> str:
+    """fp16 where a GPU runs the network; on the CPU int8 where the kind showed it keeps its accuracy."""
+    cpu_choice = "int8" if model.kind.int8_auto else "fp32"
+    if config.backend == "tensorrt":
+        return "fp16"
+    if config.backend == "torch":
+        return "fp16" if gpu else "fp32"
+    if config.backend == "onnxruntime":
+        return "fp32" if gpu or _onnxruntime_gpu(config) else cpu_choice
+    if config.backend == "openvino":
+        return cpu_choice
+    return "fp16" if gpu else cpu_choice
 
 
 def _onnxruntime_gpu(config: RuntimeConfig) -> bool:
@@ -164,16 +174,21 @@ def machine() -> str:
         import openvino
 
         parts.append(f"openvino {openvino.__version__}")
+    if tensorrt_backend.available():
+        import tensorrt
+
+        parts.append(f"tensorrt {tensorrt.__version__}")
     return "; ".join(parts)
 
 
 def selection_key(model: LoadedModel, options: list[tuple[str, str]], config: RuntimeConfig) -> str:
     names = ",".join(f"{name}:{precision}" for name, precision in options)
     return (f"{model.kind.name}-{model.digest[:16]}-v{model.kind.export_version} [{names}] device={config.device} "
-            f"threads={config.threads} int8_weight_bits={config.int8_weight_bits} | {machine()}")
+            f"threads={config.threads} int8_weight_bits={config.int8_weight_bits} max_batch={config.max_batch} "
+            f"channels_last={config.channels_last} cuda_graph={config.cuda_graph} | {machine()}")
 
 
-def _read_selections(path: Path) -> dict[str, dict]:
+def _read_selections(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -181,27 +196,48 @@ def _read_selections(path: Path) -> dict[str, dict]:
     return data if isinstance(data, dict) else {}
 
 
+def _recorded_choice(path: Path, key: str, options: list[tuple[str, str]]) -> tuple[str, str] | None:
+    entry = _read_selections(path).get(key)
+    chosen = entry.get("choice") if isinstance(entry, dict) else None
+    if isinstance(chosen, list) and tuple(chosen) in options:
+        return chosen[0], chosen[1]
+    return None
+
+
 def _fastest(model: LoadedModel, options: list[tuple[str, str]], config: RuntimeConfig) -> Network:
+    """The fastest of `options`, from the record when there is one, else measured (under a lock on the
+    record, so nodes starting together neither measure on top of each other nor lose each other's entries)."""
     path = cache_dir(config.cache_dir) / SELECTION_FILE
     key = selection_key(model, options, config)
-    chosen = _read_selections(path).get(key, {}).get("choice")
-    if isinstance(chosen, list) and tuple(chosen) in options:
-        return open_backend(model, *chosen, config)
+    with locked(path):
+        chosen = _recorded_choice(path, key, options)
+        if chosen is not None:
+            return open_backend(model, *chosen, config)
+        network, timings, complete = _measure(model, options, config)
+        if complete:  # a candidate that failed (out of memory, a build another process holds) may run next time
+            selections = _read_selections(path)
+            selections[key] = {"choice": [network.info.name, network.info.precision], "median_ms": timings}
+            try:
+                write_atomically(path, lambda tmp: tmp.write_text(json.dumps(selections, indent=2) + "\n"))
+            except OSError as err:  # a read-only cache costs a measurement at each start, not the network
+                warnings.warn(f"cannot record the backend choice in {path}: {err}", stacklevel=2)
+    network.selection = timings
+    return network
+
+
+def _measure(model: LoadedModel, options: list[tuple[str, str]], config: RuntimeConfig
+             ) -> tuple[Network, dict[str, float], bool]:
+    """The fastest candidate that opens, every candidate's median ms, and whether all of them opened."""
     batch = np.random.default_rng(0).random((1, 3, *model.input_size), dtype=np.float32)
     opened: dict[str, Network] = {}
     problems = []
     for name, precision in options:
         try:
             opened[f"{name}:{precision}"] = open_backend(model, name, precision, config)
-        except (BackendError, UnsupportedCombination) as err:
+        except Exception as err:  # any failure of one candidate leaves the others to choose from
             problems.append(f"{name} {precision}: {err}")
     if not opened:
         raise BackendError("no backend could run the model: " + "; ".join(problems))
     measured = interleaved_median_ms({key: partial(network, batch) for key, network in opened.items()})
     network = opened[min(measured, key=measured.__getitem__)]
-    timings = {key: round(ms, 3) for key, ms in measured.items()}
-    selections = _read_selections(path)
-    selections[key] = {"choice": [network.info.name, network.info.precision], "median_ms": timings}
-    write_atomically(path, lambda tmp: tmp.write_text(json.dumps(selections, indent=2) + "\n"))
-    network.selection = timings
-    return network
+    return network, {key: round(ms, 3) for key, ms in measured.items()}, not problems

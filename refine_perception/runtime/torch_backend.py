@@ -5,6 +5,7 @@ batch 1."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -41,7 +42,9 @@ class TorchNetwork(Network):
         self.autocast = cuda is None and precision == "bf16"
         self.dtype = torch.float32 if cuda is None else DTYPES[precision]
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.module = model.module.to(self.device, self.dtype).to(memory_format=self.memory_format).eval()
+        # the loaded module stays the fp32 CPU one the exports and other backends read: a copy moves
+        module = model.module if cuda is None else copy.deepcopy(model.module)
+        self.module = module.to(self.device, self.dtype).to(memory_format=self.memory_format).eval()
         self.cuda_graph = cuda_graph
         self._graph: tuple[torch.cuda.CUDAGraph, torch.Tensor, Sequence[torch.Tensor]] | None = None
         name = f"{self.device} ({torch.cuda.get_device_name(self.device)})" if cuda is not None else "cpu"
