@@ -110,6 +110,8 @@ COMMON_ARGS = (
 )
 
 SOURCE = Arg("source", "", "Video file, image folder or glob for the camera (empty: params file)")
+STICKS_SOURCE = Arg("source", "synthetic:sticks", "The camera's source: synthetic:sticks?seed=2&frames=20&width=640"
+                    "&height=480 (scenes with depth), a video file, an image folder or a glob")
 RATE = Arg("rate_hz", "", "Camera rate in Hz, 0 = lock-step with the consumer (empty: params file)", kind=float)
 FRAMES = Arg("max_frames", "", "Stop the camera after this many frames, 0 = no limit (empty: params file)", kind=int)
 TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: params file)", ("", "raw", "compressed"))
@@ -142,14 +144,15 @@ CAMERA_REMAPS = (
     ("camera_info", "camera/camera_info"),
 )
 
-def camera_source(transport: Arg, enabled_by: Arg | None = None) -> NodeSpec:
-    """Our camera source on camera/..., its source, rate, frame count and transport set by launch arguments."""
+def camera_source(transport: Arg, enabled_by: Arg | None = None, source: Arg = SOURCE) -> NodeSpec:
+    """Our camera source on camera/... (a source with depth also on camera/depth/image_raw), its source,
+    rate, frame count and transport set by launch arguments."""
     return NodeSpec(
         "camera_source",
         "camera_source",
         "camera_source.yaml",
-        remappings=CAMERA_REMAPS,
-        parameters=(("source", SOURCE), ("rate_hz", RATE), ("max_frames", FRAMES), ("transport", transport)),
+        remappings=(*CAMERA_REMAPS, ("depth/image_raw", "camera/depth/image_raw")),
+        parameters=(("source", source), ("rate_hz", RATE), ("max_frames", FRAMES), ("transport", transport)),
         enabled_by=enabled_by,
     )
 
@@ -239,6 +242,14 @@ GRAPHS: dict[str, Graph] = {
                 ),
             ),
             args=(CAMERA, SOURCE, RATE, FRAMES, LANES_TRANSPORT, IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND, PRECISION, SCORE),
+        ),
+        Graph(
+            "sticks",
+            "The instance segmenter with grasps on a camera topic (by default our camera source playing synthetic "
+            "sticks scenes with depth)",
+            nodes=(camera_source(LANES_TRANSPORT, enabled_by=CAMERA, source=STICKS_SOURCE), INSTANCE_SEGMENTER),
+            args=(CAMERA, STICKS_SOURCE, RATE, FRAMES, LANES_TRANSPORT, INSTANCE_IMAGE_TOPIC, CAMERA_INFO_TOPIC,
+                  DEPTH_TOPIC, BACKEND, PRECISION),
         ),
     )
 }

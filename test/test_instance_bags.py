@@ -7,15 +7,9 @@ import pytest
 from instance_checks import assert_same_results
 
 from refine_perception.bags.frames import CAMERA_INFO_TOPIC, IMAGE_TOPIC
-from refine_perception.bags.instance_bags import (
-    DEPTH_TOPIC,
-    DEPTH_UNIT_M,
-    TRUTH_INSTANCES_TOPIC,
-    read_instance_bag,
-    sticks_scenes,
-    write_instance_bag,
-)
+from refine_perception.bags.instance_bags import DEPTH_TOPIC, TRUTH_INSTANCES_TOPIC, read_instance_bag, write_instance_bag
 from refine_perception.bags.reader import BagError
+from refine_perception.data.synthetic.sticks import DEPTH_UNIT_M, sticks_scenes
 from refine_perception.instances.sticks_truth import scene_truth
 from refine_perception.ros.instance_messages import instance_results
 

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import PoseArray
 from instance_checks import write_banded_model
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from visualization_msgs.msg import MarkerArray
 
 from refine_msgs.msg import InstanceArray
-from refine_perception.bags.instance_bags import DEPTH_UNIT_M
 from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
 from refine_perception.instances.pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
 from refine_perception.ros.image_messages import numpy_to_image
@@ -36,7 +36,7 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def messages(scene: SticksScene, sec: int) -> tuple[Image, CameraInfo, Image]:
     stamp = Time(sec=sec, nanosec=0)
     image = numpy_to_image(scene.image, "bgr8")
-    depth = numpy_to_image(np.round(scene.depth / DEPTH_UNIT_M).astype(np.uint16), "16UC1")
+    depth = numpy_to_image(scene.depth_millimetres(), "16UC1")
     info = CameraInfo(width=scene.image.shape[1], height=scene.image.shape[0], distortion_model="plumb_bob",
                       k=[float(v) for v in scene.camera.K.ravel()], d=[0.0] * 5)
     for msg in (image, depth, info):
@@ -53,7 +53,9 @@ class Feed:
         self.depths = self.node.create_publisher(Image, "depth/image_raw", RELIABLE)
         self.arrays: list[InstanceArray] = []
         self.markers: list[MarkerArray] = []
+        self.grasps: list[PoseArray] = []
         self.node.create_subscription(InstanceArray, "instances", self.arrays.append, RELIABLE)
+        self.node.create_subscription(PoseArray, "grasps", self.grasps.append, RELIABLE)
         self.node.create_subscription(MarkerArray, "instance_markers", self.markers.append, RELIABLE)
 
     def connected(self) -> bool:
@@ -78,7 +80,7 @@ def test_instances_with_grasps_match_the_offline_pipeline(ros, model: Path) -> N
     scene = render_sticks(np.random.SeedSequence([2, 1]), 320, 240)
     image, info, depth = messages(scene, sec=7)
     feed.send(image, info, depth)
-    assert ros.spin_until(lambda: feed.arrays and feed.markers, timeout=60)
+    assert ros.spin_until(lambda: feed.arrays and feed.markers and feed.grasps, timeout=60)
     array = feed.arrays[0]
     assert array.header.stamp.sec == 7 and array.header.frame_id == "camera_optical_frame"
     assert (array.image_height, array.image_width) == (240, 320)
@@ -96,6 +98,13 @@ def test_instances_with_grasps_match_the_offline_pipeline(ros, model: Path) -> N
     grasps = [r.grasp for r in published if r.grasp is not None]
     assert grasps and all(0.5 < g.position[2] < 1.2 for g in grasps)
     assert len(feed.markers[0].markers) == 1 + 3 * len(grasps)  # DELETEALL, then arrow, jaws, label each
+    # the same grasps as a PoseArray in the image's frame, best first
+    poses = feed.grasps[0]
+    assert poses.header == array.header
+    graspable = sorted((i for i in array.instances if i.has_grasp), key=lambda i: -i.grasp_score)
+    assert [p.position.x for p in poses.poses] == [i.grasp_pose.position.x for i in graspable]
+    assert [p.orientation.w for p in poses.poses] == [i.grasp_pose.orientation.w for i in graspable]
+    assert len(poses.poses) == len(grasps)
 
 
 def test_without_camera_info_there_are_no_grasps(ros, model: Path) -> None:

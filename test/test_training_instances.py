@@ -15,6 +15,7 @@ import yaml
 
 from refine_perception.data.synthetic.sticks import generate_sticks_dataset, render_sticks
 from refine_perception.instances.predict import InstancePredictor
+from refine_perception.instances.sticks_truth import scene_truth
 from refine_perception.training.config import InstancesTrainConfig, SticksDataConfig, from_dict
 from refine_perception.training.instance_data import InstanceTrainingSet, SticksSource
 from refine_perception.training.instance_task import InstanceTrainer
@@ -115,3 +116,6 @@ def test_discriminative_formulation_through_the_cli(sticks: Path, tmp_path: Path
     report = json.loads(refine_train("evaluate", "instances", "--weights", str(out), "--num", "2", "--size", "96x64",
                                      "--workers", "1", "--no-progress", "--json"))
     assert report["images"] == 2 and "discriminative" in report["table"] and 0.0 <= report["mIoU"] <= 1.0
+    # the crowded scenes are those of the two with at least 8 sticks, scored on their own
+    crowded = sum(len(scene_truth(render_sticks(np.random.SeedSequence([2, i]), 96, 64))) >= 8 for i in range(2))
+    assert report["crowded"]["scenes"] == crowded and "sticks (" in report["table"]

@@ -12,11 +12,9 @@ depth gives each frame's, as an RGB-D camera over a pick-and-place table does.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from refine_msgs.msg import InstanceArray
 from refine_perception.bags.frames import (
@@ -30,20 +28,13 @@ from refine_perception.bags.frames import (
 )
 from refine_perception.bags.reader import BagError
 from refine_perception.bags.writer import BagWriter
-from refine_perception.data.synthetic.sticks import SticksScene, render_sticks
+from refine_perception.data.synthetic.sticks import SticksScene
 from refine_perception.instances.sticks_truth import scene_truth
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.instance_messages import instance_array
 
 TRUTH_INSTANCES_TOPIC = "/ground_truth/instances"
 DEPTH_TOPIC = "/camera/depth/image_raw"
-DEPTH_UNIT_M = 0.001  # metres per count of the 16UC1 depth images
-
-
-def sticks_scenes(seed: int, count: int, width: int = 640, height: int = 480) -> Iterator[SticksScene]:
-    """`count` scenes rendered one at a time; scene k depends only on (seed, k), as in the sticks dataset."""
-    for index in range(count):
-        yield render_sticks(np.random.SeedSequence([seed, index]), width, height)
 
 
 def write_instance_bag(path: str | Path, scenes: Iterable[SticksScene], storage: str = "mcap",
@@ -59,8 +50,7 @@ def write_instance_bag(path: str | Path, scenes: Iterable[SticksScene], storage:
         for scene, header, time_ns in stamped(scenes, fps, frame_id):
             bag.write(TRUTH_INSTANCES_TOPIC, instance_array(header, scene.image.shape[:2], scene_truth(scene)), time_ns)
             if depth_topic is not None:
-                millimetres = np.round(scene.depth / DEPTH_UNIT_M).astype(np.uint16)
-                bag.write(depth_topic, numpy_to_image(millimetres, "16UC1", header), time_ns)
+                bag.write(depth_topic, numpy_to_image(scene.depth_millimetres(), "16UC1", header), time_ns)
             write_camera_frame(bag, scene.image, scene.camera, header, time_ns, transport, jpeg_quality, image_topic,
                                camera_info_topic)
             count += 1

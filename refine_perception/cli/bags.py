@@ -80,8 +80,9 @@ def write_bag(args: argparse.Namespace) -> int:
 
 
 def _write_sticks_bag(args: argparse.Namespace, started: float) -> int:
-    from refine_perception.bags.instance_bags import sticks_scenes, write_instance_bag
+    from refine_perception.bags.instance_bags import write_instance_bag
     from refine_perception.core.frame_sources import SourceError, spec_options
+    from refine_perception.data.synthetic.sticks import sticks_scenes
 
     if args.culane or args.tusimple:
         raise CliError("give --source synthetic:sticks... or a lane dataset, not both")

@@ -1,4 +1,5 @@
-"""Frame sources for the camera source node: a video file, a folder (or glob) of images.
+"""Frame sources for the camera source node: a video file, a folder (or glob) of images, or scenes of
+the synthetic generators (a drive for the lane detector, sticks for the instance segmenter).
 
 A source yields BGR uint8 frames and knows its nominal rate and camera intrinsics when it has them, so
 the node that publishes it stays a thin shell.
@@ -20,6 +21,8 @@ import numpy as np
 # needs no video file. Options as a query: synthetic:drive?seed=7&frames=300&fps=10&width=1640&height=590
 DEFAULT_SOURCE = "synthetic:drive"
 SYNTHETIC_PREFIX = "synthetic:drive"
+# Pick-and-place sticks seen from above, with depth: synthetic:sticks?seed=2&frames=20&fps=10&width=640&height=480
+STICKS_SOURCE = "synthetic:sticks"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -35,7 +38,9 @@ class Frame:
     image: np.ndarray
     # Camera intrinsics when the source knows them (3×3); None lets the node fall back to a default.
     camera_matrix: np.ndarray | None = None
-    # Ground truth or metadata that travels with the frame (synthetic sources), never published as-is.
+    # What travels with the frame: ground truth or metadata of synthetic sources, never published as-is,
+    # except "depth": the depth image aligned with `image`, uint16 millimetres along the optical axis (0 =
+    # unknown), which the camera source publishes.
     extras: dict[str, object] = field(default_factory=dict)
 
 
@@ -123,17 +128,22 @@ def spec_options(spec: str, defaults: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
+def synthetic_options(spec: str, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The options of a synthetic source's spec (see spec_options), checked for a usable sequence."""
+    options = spec_options(spec, defaults)
+    if options["frames"] < 1 or options["fps"] <= 0 or options["width"] < 64 or options["height"] < 64:
+        raise SourceError(f"{spec}: needs frames >= 1, fps > 0 and an image of at least 64x64")
+    return options
+
+
 class SyntheticDriveSource:
     """A drive rendered on the fly by the road-scene generator: frames come with their camera
     intrinsics and exact lane ground truth (Frame.extras["sample"], a RoadSample)."""
 
     def __init__(self, spec: str) -> None:
-        options = spec_options(spec, {"seed": 7, "frames": 300, "fps": 10.0, "width": 1640, "height": 590})
-        if options["frames"] < 1 or options["fps"] <= 0 or options["width"] < 64 or options["height"] < 64:
-            raise SourceError(f"{spec}: needs frames >= 1, fps > 0 and an image of at least 64x64")
-        self.options = options
+        self.options = synthetic_options(spec, {"seed": 7, "frames": 300, "fps": 10.0, "width": 1640, "height": 590})
         self.name = spec
-        self.fps = float(options["fps"])
+        self.fps = float(self.options["fps"])
 
     def __len__(self) -> int:
         return int(self.options["frames"])
@@ -147,13 +157,43 @@ class SyntheticDriveSource:
             yield Frame(index, sample.image, sample.camera.K, {"sample": sample})
 
 
+class SyntheticSticksSource:
+    """The sticks scenes of the instance datasets and bags (scene k depends only on seed and k), each
+    frame with its intrinsics and its depth image (Frame.extras["depth"], millimetres as the sticks bags
+    hold it). A scene takes ~90 ms to render at 640x480, more than a frame period at 10 Hz, so each is
+    rendered once, on the first pass, and its frame kept for later loops (1.5 MB a frame at 640x480)."""
+
+    def __init__(self, spec: str) -> None:
+        from refine_perception.data.synthetic.sticks import sticks_scenes
+
+        self.options = synthetic_options(spec, {"seed": 2, "frames": 20, "fps": 10.0, "width": 640, "height": 480})
+        self.name = spec
+        self.fps = float(self.options["fps"])
+        o = self.options
+        self._scenes = sticks_scenes(int(o["seed"]), int(o["frames"]), int(o["width"]), int(o["height"]))
+        self._frames: list[Frame] = []
+
+    def __len__(self) -> int:
+        return int(self.options["frames"])
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index in range(len(self)):
+            if index == len(self._frames):  # the one generator goes on where an earlier pass stopped
+                scene = next(self._scenes)
+                self._frames.append(Frame(index, scene.image, scene.camera.K, {"depth": scene.depth_millimetres()}))
+            yield self._frames[index]
+
+
 def open_source(spec: str, fps: float = 10.0) -> FrameSource:
-    """Open a video file, an image folder, a glob, or a synthetic drive (synthetic:drive?seed=...).
-    `fps` is the nominal rate of image folders."""
+    """Open a video file, an image folder, a glob, a synthetic drive (synthetic:drive?seed=...) or
+    synthetic sticks scenes (synthetic:sticks?seed=...). `fps` is the nominal rate of image folders."""
     if not spec:
         raise SourceError("no source given")
-    if spec.split("?")[0] == SYNTHETIC_PREFIX:
+    kind = spec.split("?")[0]
+    if kind == SYNTHETIC_PREFIX:
         return SyntheticDriveSource(spec)
+    if kind == STICKS_SOURCE:
+        return SyntheticSticksSource(spec)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(spec)

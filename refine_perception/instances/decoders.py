@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from refine_perception.models.discriminative import weights as discriminative_weights
-from refine_perception.models.discriminative.clustering import MeanShiftSettings, cluster_embeddings
+from refine_perception.models.discriminative.clustering import MeanShiftClusters, MeanShiftSettings, cluster_embeddings
 from refine_perception.models.discriminative.output import split_output as split_discriminative
 from refine_perception.models.spatial_embeddings import weights as spatial_weights
 from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
@@ -68,8 +68,11 @@ class MeanShiftDecoder:
                                   max_instances=settings.max_instances, max_seeds=settings.max_seeds)
         return [self._image(embedding[k].numpy(), semantic[k], probabilities[k], shift) for k in range(raw.shape[0])]
 
-    @staticmethod
-    def _image(embedding: np.ndarray, semantic: np.ndarray, probabilities: np.ndarray,
+    def cluster(self, embedding: np.ndarray, foreground: np.ndarray, settings: MeanShiftSettings) -> MeanShiftClusters:
+        """One class's instances among its `foreground` pixels (the clustering benchmark swaps in others)."""
+        return cluster_embeddings(embedding, foreground, settings)
+
+    def _image(self, embedding: np.ndarray, semantic: np.ndarray, probabilities: np.ndarray,
                settings: MeanShiftSettings) -> Clusters:
         """One image: class by class, instances numbered on from those of the classes before."""
         instance_map = np.zeros(semantic.shape, np.int32)
@@ -79,8 +82,8 @@ class MeanShiftDecoder:
         for label in range(1, probabilities.shape[0]):
             if found >= settings.max_instances:
                 break
-            clusters = cluster_embeddings(embedding, semantic == label,
-                                          replace(settings, max_instances=settings.max_instances - found))
+            clusters = self.cluster(embedding, semantic == label,
+                                    replace(settings, max_instances=settings.max_instances - found))
             members = clusters.instance_map > 0
             instance_map[members] = clusters.instance_map[members] + found
             sums = np.bincount(clusters.instance_map[members], probabilities[label][members],

@@ -140,9 +140,10 @@ class InstancePredictor:
             return self.decoder(self.network(self.inputs(images)), self.settings)
 
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[InstanceResult]]:
-        return [self._results(found, image.shape[:2]) for found, image in zip(self.clusters(images), images)]
+        return [self.results(found, image.shape[:2]) for found, image in zip(self.clusters(images), images)]
 
-    def _results(self, found: Clusters, size: tuple[int, int]) -> list[InstanceResult]:
+    def results(self, found: Clusters, size: tuple[int, int]) -> list[InstanceResult]:
+        """Instances at the network's resolution as full-resolution results for an image of (height, width) `size`."""
         results = []
         for k, (score, class_id) in enumerate(zip(found.scores, found.class_ids)):
             mask = upsample_mask(found.instance_map == k + 1, size)

@@ -1,6 +1,8 @@
 """camera_source: publishes a video file or an image folder as a camera (Image or CompressedImage,
 plus CameraInfo), at a fixed rate or in lock-step with a consumer. A synthetic drive also publishes its
-exact lanes on ground_truth/lanes (refine_msgs/LaneArray, same header as the image), for live scoring."""
+exact lanes on ground_truth/lanes (refine_msgs/LaneArray, same header as the image), for live scoring;
+synthetic sticks scenes also their depth on depth/image_raw (Image 16UC1, millimetres, same header as
+the image, as the sticks bags hold it), so the instance segmenter's grasps get the sticks' heights."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from refine_perception.core.frame_sources import (
     Frame,
     FrameSource,
     SyntheticDriveSource,
+    SyntheticSticksSource,
     default_camera_matrix,
     open_source,
 )
@@ -34,7 +37,8 @@ class CameraSource(PerceptionNode):
     TASK = "camera source"
     DEFAULT_NAME = "camera_source"
     PARAMS = (
-        Param("source", "", "Video file, image folder or glob; empty = the embedded sample drive", read_only=True),
+        Param("source", "", "Video file, image folder, glob, synthetic:drive?... or synthetic:sticks?... (see "
+              "core.frame_sources); empty = the embedded sample drive", read_only=True),
         Param("loop", True, "Start again at the end of the source"),
         Param("max_frames", 0, "Stop after this many frames (0 = no limit)", min=0, max=2**31 - 1),
         Param(
@@ -78,6 +82,9 @@ class CameraSource(PerceptionNode):
         self._truth_pub = None
         if isinstance(self.source, SyntheticDriveSource):
             self._truth_pub = self.create_publisher(LaneArray, "ground_truth/lanes", qos)
+        self._depth_pub = None
+        if isinstance(self.source, SyntheticSticksSource):
+            self._depth_pub = self.create_publisher(Image, "depth/image_raw", qos)
         self.finished = threading.Event()
         self._paced_stamp: tuple[int, int] | None = None
         self._pace_event = threading.Event()
@@ -135,6 +142,8 @@ class CameraSource(PerceptionNode):
         self._info_pub.publish(info)
         if self._truth_pub is not None:
             self._truth_pub.publish(ground_truth_lanes(msg.header, frame.extras["sample"], p.ground_frame))
+        if self._depth_pub is not None:  # before the image, like the CameraInfo: a consumer matching by stamp has it
+            self._depth_pub.publish(numpy_to_image(frame.extras["depth"], "16UC1", msg.header))
         self._image_pub.publish(msg)
         self.counters.count_processed()
         self.input_rate.tick(time.monotonic())

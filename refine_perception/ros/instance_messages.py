@@ -1,5 +1,6 @@
-"""What the instance node publishes: the InstanceArray of one frame's `InstanceResult`s and back, RViz
-markers of the grasps, and a debug overlay.
+"""What the instance node publishes: the InstanceArray of one frame's `InstanceResult`s and back, the
+grasps alone as a PoseArray (what MoveIt and pick-and-place pipelines take), RViz markers of the grasps,
+and a debug overlay.
 
 The message keeps what `InstanceResult` holds: masks as exact run-length codes, the oriented box, and
 the grasp as a pose whose x axis is the closing direction and z axis the approach, so the two vectors
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion, Vector3
 from rclpy.duration import Duration
 from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, RegionOfInterest
@@ -114,6 +115,13 @@ def instance_array(header: Header, image_size: tuple[int, int], results: Sequenc
     order = sorted(range(len(results)), key=lambda k: -results[k].score)
     instances = [_instance(n + 1, results[k], size, f"instance {k}") for n, k in enumerate(order)]
     return InstanceArray(header=header, image_height=size[0], image_width=size[1], instances=instances)
+
+
+def grasp_poses(instances: InstanceArray) -> PoseArray:
+    """The grasps of an InstanceArray, best (highest grasp score) first, in its header's frame (the
+    camera's optical frame). A frame without a grasp gives an empty array: "nothing to pick" is an answer."""
+    graspable = sorted((item for item in instances.instances if item.has_grasp), key=lambda item: -item.grasp_score)
+    return PoseArray(header=instances.header, poses=[item.grasp_pose for item in graspable])
 
 
 def instances_from_messages(pipeline: InstancePipeline, msg: Image | CompressedImage, info: CameraInfo | None = None,

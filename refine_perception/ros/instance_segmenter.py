@@ -1,7 +1,9 @@
 """instance_segmenter: camera images in, object instances out (refine_msgs/InstanceArray), with grasp poses
-for pick-and-place, RViz markers and a debug overlay.
+for pick-and-place (inside each instance, and all together as a geometry_msgs/PoseArray on `grasps`, best
+first), RViz markers and a debug overlay.
 
-Per frame: decode the image, run the SpatialEmbeddings network and its seed clustering, and, when a
+Per frame: decode the image, run the instance network (discriminative loss or SpatialEmbeddings, as the
+model file says) and its clustering, and, when a
 CameraInfo (and optionally a depth image) matches the image's stamp, fit each stick's axis and give it a
 parallel-gripper grasp in the camera's optical frame, scored by how surely nothing lies on it. The
 overlay is only drawn while someone subscribes to it.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from geometry_msgs.msg import PoseArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
@@ -26,7 +29,12 @@ from refine_perception.instances.pipeline import (
 )
 from refine_perception.models.model_file import ModelFileError
 from refine_perception.ros.image_messages import numpy_to_image
-from refine_perception.ros.instance_messages import draw_instances, instance_markers, instances_from_messages
+from refine_perception.ros.instance_messages import (
+    draw_instances,
+    grasp_poses,
+    instance_markers,
+    instances_from_messages,
+)
 from refine_perception.ros.node_base import PerceptionNode, node_main
 from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
 from refine_perception.runtime import BackendError, UnsupportedCombination
@@ -39,14 +47,14 @@ class InstanceSegmenter(PerceptionNode):
         *RAW_INPUT_PARAMS,
         Param("transport", "raw", "Input: image_raw (raw) or image_raw/compressed (compressed)",
               choices=("raw", "compressed"), read_only=True),
-        Param("model", "", "SpatialEmbeddings weights (.safetensors from refine-train instances); empty = the "
-              "shipped default", read_only=True),
+        Param("model", "", "Instance weights (.safetensors from refine-train instances, either formulation); "
+              "empty = the shipped default", read_only=True),
         *RUNTIME_PARAMS,
         # the output-shaping parameters take their defaults from the pipeline's settings
-        Param.of(InstanceSettings, "score_threshold", "Instances whose seed scores below this are dropped",
-                 min=0.0, max=1.0),
-        Param.of(InstanceSettings, "seed_threshold", "Clustering: weakest seed that may start an instance",
-                 min=0.0, max=1.0),
+        Param.of(InstanceSettings, "score_threshold", "Instances scoring below this are dropped (score: the "
+                 "seed's, or the mean class probability of a discriminative-loss instance)", min=0.0, max=1.0),
+        Param.of(InstanceSettings, "seed_threshold", "SpatialEmbeddings clustering: weakest seed that may start "
+                 "an instance", min=0.0, max=1.0),
         Param.of(InstanceSettings, "min_pixels", "Smallest instance, in pixels at the network's resolution",
                  min=1, max=100000),
         Param.of(InstanceSettings, "max_instances", "Most instances per image", min=1, max=1000),
@@ -77,6 +85,7 @@ class InstanceSegmenter(PerceptionNode):
             self.get_logger().error(f"{self.model_error}; frames are counted as dropped until restarted")
         self.arrays_published = 0
         self._instances_pub = self.create_publisher(InstanceArray, "instances", 10)
+        self._grasps_pub = self.create_publisher(PoseArray, "grasps", 10)
         self._markers_pub = self.create_publisher(MarkerArray, "instance_markers", 10)
         self._overlay_pub = self.create_publisher(Image, "debug_image", 1)
         image_type = Image if p.transport == "raw" else CompressedImage
@@ -100,6 +109,7 @@ class InstanceSegmenter(PerceptionNode):
         instances, frame = instances_from_messages(self.pipeline, msg, info, depth)
         self.input_problems(frame.problems)
         self._instances_pub.publish(instances)
+        self._grasps_pub.publish(grasp_poses(instances))
         self.arrays_published += 1
         self._markers_pub.publish(instance_markers(instances, score_threshold=self.params.marker_score_threshold))
         if self._overlay_pub.get_subscription_count() > 0:

@@ -32,6 +32,7 @@ from refine_perception.training.lane_eval import predict_records, score_culane
 CULANE_CUT = 270
 TUSIMPLE_CUT = 160
 TUSIMPLE_WIDTH = 1280
+CROWDED_STICKS = 8  # the instance test also reports scenes with at least this many sticks on their own
 
 
 def _render(job: tuple[DatasetConfig, int]) -> LaneRecord:
@@ -136,15 +137,21 @@ def _render_sticks(job: tuple[int, int, int, int]) -> Any:
     return render_sticks(np.random.SeedSequence([seed, index]), width, height)
 
 
+def _instance_figures(truth: list[list[Any]], predictions: list[list[Any] | None]) -> dict[str, Any]:
+    from refine_perception.evaluation.instances import score_instance_frames
+
+    return {k: v for k, v in score_instance_frames(truth, predictions).to_dict().items() if k != "per_frame"}
+
+
 def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 2, width: int = 640,
                                height: int = 480, workers: int = 2, batch_size: int = 8,
                                progress: bool = True, runtime: tuple[str, str] = ("torch", "fp32"),
                                int8_weight_bits: int = 0) -> dict[str, Any]:
     """Score instance weights (either formulation) on `num` rendered stick scenes of a seed no training config uses, as the
     instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
-    mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth. The network runs on
+    mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth, over all scenes and
+    over those with at least CROWDED_STICKS sticks (where crossings are most frequent). The network runs on
     the runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference)."""
-    from refine_perception.evaluation.instances import score_instance_frames
     from refine_perception.instances.grasps import add_grasps
     from refine_perception.instances.predict import InstancePredictor
     from refine_perception.instances.sticks_truth import scene_truth
@@ -163,9 +170,12 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
         for scene, found in zip(batch, predictor([scene.image for scene in batch])):
             truth.append(scene_truth(scene))
             predictions.append(add_grasps(found, scene.camera.K, table_distance, depth=scene.depth))
-    scores = score_instance_frames(truth, predictions)
-    figures = {k: v for k, v in scores.to_dict().items() if k != "per_frame"}
+    figures = _instance_figures(truth, predictions)
+    crowded = [k for k, gts in enumerate(truth) if len(gts) >= CROWDED_STICKS]
+    figures["crowded"] = {"min_sticks": CROWDED_STICKS, "scenes": len(crowded), **(_instance_figures(
+        [truth[k] for k in crowded], [predictions[k] for k in crowded]) if crowded else {})}
     seconds = time.perf_counter() - started
+    dense = figures["crowded"]
     table = "\n".join([
         f"held-out sticks test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
         f"weights: {weights} ({predictor.decoder.name} width {metadata.get('width')}, input "
@@ -174,6 +184,9 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
         f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}",
         f"grasp success {_pct(figures['grasp_success_rate'])} ({figures['grasp_frames']} frames with a free stick), "
         f"confident grasps {_pct(figures['confident_grasp_success_rate'])} ({figures['confident_grasps']})",
+        f"scenes with >= {CROWDED_STICKS} sticks ({dense['scenes']}): mask AP {_pct(dense.get('mask_AP'))}  "
+        f"AP50 {_pct(dense.get('mask_AP50'))}  AP75 {_pct(dense.get('mask_AP75'))}  "
+        f"grasp success {_pct(dense.get('grasp_success_rate'))}",
         f"{seconds:.0f} s",
     ])
     return {"weights": str(weights), "sha256": metadata.get("sha256"), "seed": seed, "images": num,

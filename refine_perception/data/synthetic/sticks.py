@@ -13,6 +13,7 @@ every pixel that is not a stick has the table's depth.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,9 @@ class Stick:
         return centre - half, centre + half
 
 
+DEPTH_UNIT_M = 0.001  # metres per count of the 16UC1 depth images (bags, the camera source)
+
+
 @dataclass(frozen=True)
 class SticksScene:
     """An image with its exact ground truth; `camera` holds the intrinsics (square pixels)."""
@@ -74,6 +78,10 @@ class SticksScene:
 
     def visible_masks(self) -> np.ndarray:
         return self.instance_map[None] == np.arange(len(self.sticks))[:, None, None]
+
+    def depth_millimetres(self) -> np.ndarray:
+        """The depth as a depth camera sends it: uint16 counts of DEPTH_UNIT_M (16UC1)."""
+        return np.round(self.depth / DEPTH_UNIT_M).astype(np.uint16)
 
     def image_axis(self, k: int) -> dict[str, object]:
         """Stick k's axis in pixels, measured on its top plane (where its silhouette is)."""
@@ -357,6 +365,12 @@ def scene_annotation(scene: SticksScene) -> list[dict[str, object]]:
             }
         )
     return out
+
+
+def sticks_scenes(seed: int, count: int, width: int = 640, height: int = 480) -> Iterator[SticksScene]:
+    """`count` scenes rendered one at a time; scene k depends only on (seed, k), as in the sticks dataset."""
+    for index in range(count):
+        yield render_sticks(np.random.SeedSequence([seed, index]), width, height)
 
 
 def _write_sticks(job: tuple[Path, str, int, int, int, int]) -> tuple[dict, list[dict]]:
