@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from dataclasses import replace
 
 import numpy as np
 
@@ -28,8 +29,8 @@ from refine_perception.runtime import RuntimeConfig
 def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as cache:
         eager, _ = InstancePredictor.from_file(args.model, config=RuntimeConfig("torch", "cpu", "fp32", cache_dir=cache))
-        node, info = InstancePredictor.from_file(args.model, config=RuntimeConfig.of_node(
-            args.backend, "cpu", args.precision, 0, cache_dir=cache))
+        node, info = InstancePredictor.from_file(args.model, config=replace(
+            RuntimeConfig.of_node(args.backend, "cpu", args.precision, 0), cache_dir=cache))
         inputs = [node.inputs([frame]) for frame in frames]
         outputs = [node.network(batch) for batch in inputs]
         turn = iter(range(10**9))
