@@ -60,7 +60,10 @@ def test_instance_config_checks() -> None:
 def test_discriminative_config_and_its_checks() -> None:
     """The shipped discriminative recipe selects its formulation; its keys are checked, and a key of the
     other formulation set in a config fails instead of being ignored."""
-    config = load_config(CONFIG_DIR / "instances_sticks_discriminative_cpu.yaml", kind=InstancesTrainConfig)
+    (scratch, config), (again, second) = load_stages(CONFIG_DIR / "instances_sticks_discriminative_cpu.yaml",
+                                                     kind=InstancesTrainConfig)
+    assert (scratch, again) == ("scratch", "again") and not config.model.init
+    assert second.model.init == str(Path(config.run.out) / "final.safetensors") and second.optim.lr < config.optim.lr
     assert config.model.formulation == "discriminative" and config.model.embedding_dim == 8
     assert (config.model.width, config.model.input_height, config.model.input_width) == (0.5, 240, 320)
     assert (config.loss.delta_v, config.loss.delta_d, config.loss.gamma) == (0.5, 1.5, 0.001)
