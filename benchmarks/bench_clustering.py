@@ -28,7 +28,7 @@ import torch
 from sklearn.cluster import MeanShift
 
 from refine_perception.core.cpu import describe
-from refine_perception.data.synthetic.sticks import render_sticks
+from refine_perception.data.synthetic.sticks import sticks_scenes
 from refine_perception.evaluation.instances import score_instance_frames
 from refine_perception.instances.decoders import MeanShiftDecoder
 from refine_perception.instances.pipeline import default_instance_model_path
@@ -94,7 +94,7 @@ def main() -> None:
     base = predictor.decoder
     if not isinstance(base, MeanShiftDecoder):
         raise SystemExit(f"{weights}: not a discriminative-loss model ({base.name})")
-    scenes = [render_sticks(np.random.SeedSequence([args.seed, i]), 640, 480) for i in range(args.frames)]
+    scenes = list(sticks_scenes(args.seed, args.frames))
     truth = [scene_truth(scene) for scene in scenes]
     raw = [predictor.network(predictor.inputs([scene.image])) for scene in scenes]
     delta_var = float(predictor.metadata["delta_var"])

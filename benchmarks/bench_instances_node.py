@@ -20,7 +20,7 @@ import numpy as np
 from benchmarks.node_bench import add_arguments, run_benchmark
 from refine_msgs.msg import InstanceArray
 from refine_perception.core.stats import median_ms
-from refine_perception.data.synthetic.sticks import render_sticks
+from refine_perception.data.synthetic.sticks import sticks_scenes
 from refine_perception.instances.pipeline import default_instance_model_path
 from refine_perception.instances.predict import InstancePredictor
 from refine_perception.runtime import RuntimeConfig
@@ -48,7 +48,7 @@ def main() -> None:
     add_arguments(parser, "auto: the node's default")
     args = parser.parse_args()
     args.model = args.model or default_instance_model_path()
-    frames = [render_sticks(np.random.SeedSequence([2, i]), 640, 480).image for i in range(12)]
+    frames = [scene.image for scene in sticks_scenes(2, 12)]
     command = ["instance_segmenter", "--ros-args", "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                "-p", "use_camera_info:=false", "-p", f"model:={args.model}",
                "-r", "image_raw:=bench/image_raw", "-r", "instances:=bench/results"]

@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
@@ -131,10 +130,9 @@ def _pct(value: float | None) -> str:
 
 
 def _render_sticks(job: tuple[int, int, int, int]) -> Any:
-    from refine_perception.data.synthetic.sticks import render_sticks
+    from refine_perception.data.synthetic.sticks import sticks_scene
 
-    seed, index, width, height = job
-    return render_sticks(np.random.SeedSequence([seed, index]), width, height)
+    return sticks_scene(*job)
 
 
 def _instance_figures(truth: list[list[Any]], predictions: list[list[Any] | None]) -> dict[str, Any]:

@@ -367,15 +367,21 @@ def scene_annotation(scene: SticksScene) -> list[dict[str, object]]:
     return out
 
 
+def sticks_scene(seed: int, index: int, width: int = 640, height: int = 480) -> SticksScene:
+    """Scene `index` of the stream `seed`: it depends only on the two, so datasets, bags, the camera source
+    and the held-out tests agree on it whatever renders it."""
+    return render_sticks(np.random.SeedSequence([seed, index]), width, height)
+
+
 def sticks_scenes(seed: int, count: int, width: int = 640, height: int = 480) -> Iterator[SticksScene]:
-    """`count` scenes rendered one at a time; scene k depends only on (seed, k), as in the sticks dataset."""
+    """The first `count` scenes of the stream `seed`, rendered one at a time."""
     for index in range(count):
-        yield render_sticks(np.random.SeedSequence([seed, index]), width, height)
+        yield sticks_scene(seed, index, width, height)
 
 
 def _write_sticks(job: tuple[Path, str, int, int, int, int]) -> tuple[dict, list[dict]]:
     root, split, seed, index, width, height = job
-    scene = render_sticks(np.random.SeedSequence([seed, index]), width, height)
+    scene = sticks_scene(seed, index, width, height)
     name = f"{split}_{index:06d}"
     files = {"image": f"images/{name}.png", "depth": f"depth/{name}.npz", "instances": f"instances/{name}.png"}
     for key in files:
