@@ -17,6 +17,7 @@ from refine_perception.training.config import (
     DatasetConfig,
     InstancesTrainConfig,
     LanesTrainConfig,
+    StreetTrainConfig,
     apply_overrides,
     from_dict,
     load_config,
@@ -40,7 +41,8 @@ def test_config_directory_is_not_empty() -> None:
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
 def test_shipped_yaml_loads_and_round_trips(path: Path) -> None:
-    kind = InstancesTrainConfig if path.name.startswith("instances") else LanesTrainConfig
+    kinds = {"instances": InstancesTrainConfig, "street": StreetTrainConfig}
+    kind = kinds.get(path.name.split("_")[0], LanesTrainConfig)
     for _, config in load_stages(path, kind=kind):  # a plain file is one unnamed stage
         assert isinstance(config, kind)
         assert from_dict(kind, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config

@@ -23,6 +23,7 @@ KINDS = {
     "refine_perception.clrnet/1": "refine_perception.lanes.network:CLRNET",
     "refine_perception.spatial_embeddings/1": "refine_perception.instances.network:SPATIAL_EMBEDDINGS",
     "refine_perception.discriminative/1": "refine_perception.instances.network:DISCRIMINATIVE",
+    "refine_perception.lrn/1": "refine_perception.segmentation.network:LABEL_REFINEMENT",
 }
 
 

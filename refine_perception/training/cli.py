@@ -4,10 +4,12 @@
     refine-train lanes --config config/training/lanes_r18_synthetic.yaml [--stage bf16]  (a recipe: all its stages, or one)
     refine-train instances --config config/training/instances_sticks_cpu.yaml [--set ...] [--resume]
     refine-train instances --config config/training/instances_sticks_discriminative_cpu.yaml
+    refine-train street --config config/training/street_lrn_cpu.yaml
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
     refine-train evaluate lanes --weights models/clrnet_r18_synthetic.safetensors [--num 2000 --seed 2]
     refine-train evaluate instances --weights runs/instances_sticks_cpu/best.safetensors [--num 200 --seed 2]
+    refine-train evaluate street --weights runs/street_lrn_cpu/best.safetensors [--num 500 --seed 2]
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from typing import TYPE_CHECKING, Any
 from refine_perception.models.backbones.pretrained import PretrainedWeightsError
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.training.checkpoint import CheckpointError
-from refine_perception.training.config import ConfigError, InstancesTrainConfig, LanesTrainConfig, load_config, load_stages
+from refine_perception.training.config import (
+    ConfigError,
+    InstancesTrainConfig,
+    LanesTrainConfig,
+    StreetTrainConfig,
+    load_config,
+    load_stages,
+)
 
 if TYPE_CHECKING:
     from refine_perception.training.trainer import Trainer
@@ -41,6 +50,12 @@ def _train_instances(args: argparse.Namespace) -> int:
     from refine_perception.training.instance_task import InstanceTrainer
 
     return _train(args, InstancesTrainConfig, InstanceTrainer)
+
+
+def _train_street(args: argparse.Namespace) -> int:
+    from refine_perception.training.street_task import StreetTrainer
+
+    return _train(args, StreetTrainConfig, StreetTrainer)
 
 
 def _train(args: argparse.Namespace, kind: type[Any], trainer: Callable[..., Trainer]) -> int:
@@ -94,13 +109,15 @@ def _evaluate_lanes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_instances(args: argparse.Namespace) -> int:
-    from refine_perception.training.heldout import evaluate_instances_heldout
+def _evaluate_scenes(args: argparse.Namespace) -> int:
+    """The held-out test of a task scored on rendered scenes of one size (instances, street)."""
+    from refine_perception.training import heldout
 
+    evaluate = {"instances": heldout.evaluate_instances_heldout, "street": heldout.evaluate_street_heldout}[args.task]
     width, _, height = args.size.partition("x")
-    report = evaluate_instances_heldout(args.weights, num=args.num, seed=args.seed, width=int(width),
-                                        height=int(height), workers=args.workers, progress=not args.no_progress,
-                                        runtime=runtime_choice(args), int8_weight_bits=args.int8_weight_bits)
+    report = evaluate(args.weights, num=args.num, seed=args.seed, width=int(width), height=int(height),
+                      workers=args.workers, progress=not args.no_progress, runtime=runtime_choice(args),
+                      int8_weight_bits=args.int8_weight_bits)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -113,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     for name, func, what in (("lanes", _train_lanes, "CLRNet"),
-                             ("instances", _train_instances, "SpatialEmbeddings or the discriminative-loss network")):
+                             ("instances", _train_instances, "SpatialEmbeddings or the discriminative-loss network"),
+                             ("street", _train_street, "the Label Refinement Network with its instance embeddings")):
         train = sub.add_parser(name, help=f"train {what} (single process, or DDP under torchrun)")
         train.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
         train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -146,17 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     held.add_argument("--out", type=Path, help="also write the json report here")
     held.add_argument("--no-progress", action="store_true")
     held.set_defaults(func=_evaluate_lanes)
-    sticks = what.add_parser("instances", help="mask AP, boundary F, mIoU and grasp success on stick scenes")
-    sticks.add_argument("--weights", required=True, type=Path)
-    sticks.add_argument("--num", type=int, default=200, help="test scenes (default 200)")
-    sticks.add_argument("--seed", type=int, default=2, help="scene stream seed, never used in training (default 2)")
-    sticks.add_argument("--size", default="640x480", help="camera image size WxH (default 640x480)")
-    sticks.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
-    add_runtime_arguments(sticks)
-    sticks.add_argument("--json", action="store_true", help="print the report as json")
-    sticks.add_argument("--out", type=Path, help="also write the json report here")
-    sticks.add_argument("--no-progress", action="store_true")
-    sticks.set_defaults(func=_evaluate_instances)
+    for task, help_text, num, size in (
+            ("instances", "mask AP, boundary F, mIoU and grasp success on stick scenes", 200, "640x480"),
+            ("street", "mIoU and boundary F of every stage, car / person AP on street scenes", 500, "1024x512")):
+        scenes = what.add_parser(task, help=help_text)
+        scenes.add_argument("--weights", required=True, type=Path)
+        scenes.add_argument("--num", type=int, default=num, help=f"test scenes (default {num})")
+        scenes.add_argument("--seed", type=int, default=2, help="scene stream seed, never used in training (default 2)")
+        scenes.add_argument("--size", default=size, help=f"camera image size WxH (default {size})")
+        scenes.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+        add_runtime_arguments(scenes)
+        scenes.add_argument("--json", action="store_true", help="print the report as json")
+        scenes.add_argument("--out", type=Path, help="also write the json report here")
+        scenes.add_argument("--no-progress", action="store_true")
+        scenes.set_defaults(func=_evaluate_scenes)
     return parser
 
 

@@ -27,6 +27,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import yaml
 
 from refine_perception.data.formats.culane import CATEGORIES
+from refine_perception.segmentation.classes import STREET_CLASSES, STREET_INSTANCE_CLASSES, label_ids_of
 
 FINAL_WEIGHTS = "final.safetensors"  # what a run leaves in run.out, and where the next stage of a recipe starts
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -261,6 +262,97 @@ def _check_loop(train: tuple[Any, ...], optim: OptimConfig, run: RunConfig, augm
             raise ConfigError(f"augment.{name} is a probability, got {probability}")
     if run.workers < 0 or run.threads < 0:
         raise ConfigError(f"run.workers and run.threads must be >= 0, got {run.workers}, {run.threads}")
+
+
+@dataclass(frozen=True)
+class StreetModelConfig:
+    """The Label Refinement Network with its embedding branch: a ResNet-18 encoder at `width`, label maps
+    at strides 32 to 2, an embedding at stride 2 for the instance classes."""
+    width: float = 0.5  # channel multiplier of ResNet-18 (64..512 at 1.0)
+    decoder_channels: int = 64  # features of each refinement stage
+    embedding_dim: int = 8
+    embedding_channels: int = 32  # features of the embedding branch
+    input_height: int = 256
+    input_width: int = 512
+    classes: tuple[str, ...] = STREET_CLASSES  # Cityscapes label names (plus "lane marking"); other labels are void
+    instance_classes: tuple[str, ...] = STREET_INSTANCE_CLASSES
+    init: str = ""  # start from these weights (a refine-train street .safetensors of the same architecture)
+
+
+@dataclass(frozen=True)
+class StreetDataConfig:
+    """Street scenes: rendered on the fly from a seed, or read from a Cityscapes-layout folder (ours from
+    `refine-perception data generate street`, or the real Cityscapes) with gtFine labelIds and instanceIds."""
+    kind: Literal["synthetic", "cityscapes"] = "synthetic"
+    seed: int = 0  # synthetic: stream seed (use one never used for testing)
+    size: int = 1000  # synthetic: images per epoch
+    image_width: int = 1024  # synthetic: rendered size
+    image_height: int = 512
+    root: str = ""  # cityscapes: the dataset root (holding leftImg8bit/ and gtFine/)
+    split: str = "train"  # cityscapes: the split folder
+    limit: int = 0  # use only the first `limit` images (0: all)
+
+
+@dataclass(frozen=True)
+class StreetLossConfig:
+    """LRN's cross-entropy at every stage (weights coarse to fine; the paper weighs them equally) plus the
+    discriminative loss on the embedding, with the paper's margins and weights."""
+    stage_weights: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0, 1.0)
+    embedding_weight: float = 1.0
+    delta_v: float = 0.5
+    delta_d: float = 1.5
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 0.001
+
+
+@dataclass(frozen=True)
+class StreetValidationConfig:
+    """Periodic mIoU of every stage on held-back scenes, at their full size (the finest stage's mIoU
+    selects the best checkpoint)."""
+    datasets: tuple[StreetDataConfig, ...] = ()
+    every: int = 0  # iterations between validations; 0: at the end of every epoch
+
+
+@dataclass(frozen=True)
+class StreetTrainConfig:
+    model: StreetModelConfig = field(default_factory=StreetModelConfig)
+    train: tuple[StreetDataConfig, ...] = (StreetDataConfig(),)
+    val: StreetValidationConfig = field(default_factory=StreetValidationConfig)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(rotate=5.0, translate=0.05,
+                                                                         scale=(0.9, 1.2)))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    loss: StreetLossConfig = field(default_factory=StreetLossConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/street"))
+
+    def __post_init__(self) -> None:
+        _check_loop(self.train, self.optim, self.run, self.augment)
+        m, loss = self.model, self.loss
+        if m.input_height % 32 or m.input_width % 32 or m.input_height < 32 or m.input_width < 32:
+            raise ConfigError(f"model input size must be positive multiples of 32, got {m.input_height}x{m.input_width}")
+        if not m.width > 0 or min(m.decoder_channels, m.embedding_dim, m.embedding_channels) < 1:
+            raise ConfigError("model: width must be > 0 and decoder_channels, embedding_dim, embedding_channels >= 1")
+        try:
+            label_ids_of(m.classes)
+        except ValueError as err:
+            raise ConfigError(f"model.classes: {err}") from err
+        if len(set(m.classes)) != len(m.classes) or len(m.classes) < 2:
+            raise ConfigError(f"model.classes must name at least two distinct classes, got {list(m.classes)}")
+        if not set(m.instance_classes) <= set(m.classes):
+            raise ConfigError(f"model.instance_classes {list(m.instance_classes)} must be among model.classes")
+        if len(loss.stage_weights) != 5 or min(loss.stage_weights) < 0 or max(loss.stage_weights) <= 0:
+            raise ConfigError(f"loss.stage_weights: five weights >= 0 (strides 32 to 2), not all zero, got "
+                              f"{list(loss.stage_weights)}")
+        if not 0 <= loss.delta_v < loss.delta_d:
+            raise ConfigError(f"loss: need 0 <= delta_v < delta_d, got {loss.delta_v} and {loss.delta_d}")
+        if min(loss.embedding_weight, loss.alpha, loss.beta, loss.gamma) < 0:
+            raise ConfigError("loss: weights must be >= 0")
+        for dataset in (*self.train, *self.val.datasets):
+            if dataset.kind == "cityscapes" and not dataset.root:
+                raise ConfigError("a cityscapes street dataset needs a root")
+            if dataset.kind == "synthetic" and (dataset.image_width < 32 or dataset.image_height < 32):
+                raise ConfigError(f"synthetic street images must be at least 32x32, got "
+                                  f"{dataset.image_width}x{dataset.image_height}")
 
 
 @dataclass(frozen=True)

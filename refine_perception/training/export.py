@@ -1,6 +1,7 @@
 """Turn a run's weights into shipped default weights: fp16 safetensors (half the bytes; the network still
-runs in fp32 after loading) with the metadata json, to which held-out figures can be added. Lane (CLRNet)
-and instance (SpatialEmbeddings, discriminative) files are told apart by the format tag their json carries."""
+runs in fp32 after loading) with the metadata json, to which held-out figures can be added. Lane (CLRNet),
+instance (SpatialEmbeddings, discriminative) and street (label refinement) files are told apart by the format
+tag their json carries."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ import torch
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
 from refine_perception.models.model_file import metadata_path
 from refine_perception.training.instance_task import MODEL_FILES
+from refine_perception.training.street_task import MODEL_FILES as STREET_FILES
 
-# instance model files by format tag; anything else is a lane model
-INSTANCE_FILES = {files.file_format: files for files in MODEL_FILES.values()}
+# instance and street model files by format tag; anything else is a lane model
+SEGMENTATION_FILES = {files.file_format: files for files in (*MODEL_FILES.values(), STREET_FILES)}
 _DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
             "num_priors", "sample_points", "pooling",
-            *(key for files in MODEL_FILES.values() for key in files.architecture_keys))  # rewritten
+            *(key for files in SEGMENTATION_FILES.values() for key in files.architecture_keys))  # rewritten
 
 
 def export_default(weights: str | Path, out: str | Path, describe: str | Path | None = None) -> dict[str, Any]:
@@ -26,8 +28,8 @@ def export_default(weights: str | Path, out: str | Path, describe: str | Path | 
         file_format = json.loads(metadata_path(weights).read_text()).get("format")
     except (OSError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{weights}: cannot read its metadata json: {err}") from err
-    instance_files = INSTANCE_FILES.get(file_format)
-    model, metadata = instance_files.load(weights) if instance_files else load_lane_model(weights)
+    files = SEGMENTATION_FILES.get(file_format)
+    model, metadata = files.load(weights) if files else load_lane_model(weights)
     info = {key: value for key, value in metadata.items() if key not in _DERIVED}
     if describe is not None:
         try:
@@ -37,6 +39,6 @@ def export_default(weights: str | Path, out: str | Path, describe: str | Path | 
         if not isinstance(extra, dict):
             raise ModelFileError(f"{describe}: expected a json object")
         info |= extra
-    if instance_files:
-        return instance_files.save(out, model, info, torch.float16)
+    if files:
+        return files.save(out, model, info, torch.float16)
     return save_lane_model(out, model, str(info.pop("backbone")), info, dtype=torch.float16)

@@ -126,7 +126,7 @@ def evaluate_heldout(weights: str | Path, num: int = 2000, seed: int = 2, data: 
 
 
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
+    return "-" if value is None or value != value else f"{100 * value:.2f}"
 
 
 def _render_sticks(job: tuple[int, int, int, int]) -> Any:
@@ -189,3 +189,85 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
     ])
     return {"weights": str(weights), "sha256": metadata.get("sha256"), "seed": seed, "images": num,
             "size": [width, height], "backend": str(info), **figures, "seconds": round(seconds, 1), "table": table}
+
+
+BOUNDARY_TOLERANCE_PX = 3  # the boundary F of the segmentation issues: 3 px at the camera's size
+
+
+def _render_street(job: tuple[int, int, int, int]) -> tuple[Any, Any]:
+    import numpy as np
+
+    from refine_perception.data.synthetic.street import render_street
+
+    seed, index, width, height = job
+    scene = render_street(np.random.SeedSequence([seed, index]), width, height)
+    return scene.image, scene.instance_ids.astype(np.uint16)
+
+
+def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, width: int = 1024, height: int = 512,
+                            workers: int = 2, batch_size: int = 4, progress: bool = True,
+                            runtime: tuple[str, str] = ("torch", "fp32"), int8_weight_bits: int = 0) -> dict[str, Any]:
+    """Score label refinement weights on `num` rendered street scenes of a seed no training config uses, at
+    the generator's size `width` x `height`: mIoU and boundary F (3 px) of every stage, IoU per class at the
+    finest, and the car / person instances by COCO mask AP and Cityscapes AP. The network runs on the
+    runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference)."""
+    import numpy as np
+
+    from refine_perception.data.formats.cityscapes import INSTANCE_OFFSET, class_of
+    from refine_perception.metrics.boundary import SemanticBoundaryF
+    from refine_perception.metrics.cityscapes_ap import cityscapes_ap
+    from refine_perception.metrics.coco_ap import coco_mask_ap
+    from refine_perception.metrics.instances import GtInstance, PredInstance, to_rle
+    from refine_perception.metrics.semantic import SemanticConfusion
+    from refine_perception.models.lrn.network import STAGE_STRIDES
+    from refine_perception.segmentation.classes import IGNORE_LABEL
+    from refine_perception.segmentation.predict import StreetPredictor
+    from refine_perception.training.street_data import StreetTargets
+
+    started = time.perf_counter()
+    backend, precision = runtime
+    predictor, info = StreetPredictor.from_file(weights, RuntimeConfig(backend, "cpu", precision, threads=workers,
+                                                                       int8_weight_bits=int8_weight_bits))
+    names, meta = predictor.class_names, predictor.metadata
+    targets = StreetTargets(names, meta["instance_classes"])
+    instance_ids = {predictor.label_ids[k] for k in predictor.instance_classes}
+    confusions = [SemanticConfusion(len(names), IGNORE_LABEL, names) for _ in STAGE_STRIDES]
+    boundaries = [SemanticBoundaryF(len(names), BOUNDARY_TOLERANCE_PX, IGNORE_LABEL, names) for _ in STAGE_STRIDES]
+    truth_maps: list[np.ndarray] = []
+    truth: list[list[GtInstance]] = []
+    predictions: list[list[PredInstance]] = []
+    scenes = ordered_map(_render_street, [(seed, i, width, height) for i in range(num)], workers, progress,
+                         "street scenes")
+    while batch := list(itertools.islice(scenes, batch_size)):
+        for (_, ids), result in zip(batch, predictor([image for image, _ in batch])):
+            labels, _ = targets(ids)
+            for confusion, boundary, predicted in zip(confusions, boundaries, result.stage_labels):
+                confusion.update(predicted, labels)
+                boundary.update(predicted, labels)
+            truth_maps.append(ids)
+            truth.append([GtInstance(int(class_of(np.array(v))), to_rle(ids == v, "ground truth"))
+                          for v in np.unique(ids) if v >= INSTANCE_OFFSET and int(v) // INSTANCE_OFFSET in instance_ids])
+            predictions.append([PredInstance(p.class_id, to_rle(p.mask, "prediction"), p.score)
+                                for p in result.instances])
+    stages = [{"stride": stride, "mIoU": c.miou(), "boundary_F": b.mean()}
+              for stride, c, b in zip(STAGE_STRIDES, confusions, boundaries)]
+    label_names = {predictor.label_ids[k]: names[k] for k in predictor.instance_classes}
+    coco = coco_mask_ap(truth, predictions, label_names)
+    city = cityscapes_ap(truth_maps, predictions)
+    seconds = time.perf_counter() - started
+    finest = confusions[-1]
+    rows = [["stage", "mIoU", f"boundary F@{BOUNDARY_TOLERANCE_PX}px"]]
+    rows += [[f"1/{s['stride']}", _pct(s["mIoU"]), _pct(s["boundary_F"])] for s in stages]
+    instance_rows = [["class", "COCO AP", "COCO AP50", "Cityscapes AP", "Cityscapes AP50"]]
+    for name in label_names.values():
+        c, k = coco.per_class.get(name, {}), city.per_class.get(name, {})
+        instance_rows.append([name, _pct(c.get("AP")), _pct(c.get("AP50")), _pct(k.get("AP")), _pct(k.get("AP50"))])
+    table = "\n".join([
+        f"held-out street test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
+        f"weights: {weights} (ResNet-18 width {meta.get('width')}, input {meta.get('input_height')}x"
+        f"{meta.get('input_width')}) on {info}",
+        format_table(rows), finest.table(), format_table(instance_rows), f"{seconds:.0f} s",
+    ])
+    return {"weights": str(weights), "sha256": meta.get("sha256"), "seed": seed, "images": num, "size": [width, height],
+            "backend": str(info), "stages": stages, "semantic": finest.to_dict(), "coco_mask_ap": coco.to_dict(),
+            "cityscapes_ap": city.to_dict(), "seconds": round(seconds, 1), "table": table}

@@ -1,0 +1,37 @@
+"""The Label Refinement Network as the runtime sees it: file format, graph outputs (every stage's label
+logits, coarse to fine, then the embedding) and int8 calibration (16 street scenes of a seed no training or
+test split uses, at the generator's 1024x512, resized as the node does). Precision `auto` stays fp32 on the
+CPU until held-out figures show int8 keeps the accuracy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from torch import nn
+
+from refine_perception.data.synthetic.street import render_street
+from refine_perception.models.lrn.network import STAGE_STRIDES
+from refine_perception.models.lrn.weights import FORMAT, load_lrn
+from refine_perception.models.preprocess import crop_resize, to_network
+from refine_perception.runtime.kinds import NetworkKind
+
+CALIBRATION_SEED = 97
+CALIBRATION_IMAGES = 16
+OUTPUT_NAMES = (*(f"labels_s{stride}" for stride in STAGE_STRIDES), "embedding")
+
+
+def calibration_images(model: nn.Module, metadata: dict[str, Any]) -> list[np.ndarray]:
+    return [to_network(crop_resize(render_street(np.random.SeedSequence([CALIBRATION_SEED, k])).image, 0,
+                                   model.input_size))
+            for k in range(CALIBRATION_IMAGES)]
+
+
+LABEL_REFINEMENT = NetworkKind(
+    name="lrn",
+    file_format=FORMAT,
+    load=load_lrn,
+    output_names=OUTPUT_NAMES,
+    calibration=calibration_images,
+    calibration_tag=f"cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}",
+)

@@ -1,0 +1,127 @@
+"""Camera images in; the label map of any LRN stage and the car / person instances out, at each image's
+own size, from the network's raw outputs on any runtime backend.
+
+Why upsample the logits rather than the argmax: bilinear logits put an edge between two classes
+anywhere between the stage's pixels, where an upsampled label map keeps the stage's staircase, so the
+coarse stages lose less to a metric taken at the camera's size.
+
+Instances: the pixels the finest stage gives an instance class are clustered by their embedding with the
+discriminative loss's fast mean shift (models/discriminative/clustering.py), class by class, so an
+instance's mask is always inside its class's region; its score is the mean probability of its class over
+its pixels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from refine_perception.instances.predict import upsample_mask
+from refine_perception.metrics.instances import PredInstance
+from refine_perception.models.discriminative.clustering import MeanShiftSettings, cluster_embeddings
+from refine_perception.models.lrn.network import STAGE_STRIDES, LabelRefinementNet
+from refine_perception.models.lrn.weights import FORMAT, architecture
+from refine_perception.models.preprocess import crop_resize, to_network
+from refine_perception.models.threads import intra_op_threads
+from refine_perception.runtime import BackendInfo, RuntimeConfig, open_task_network
+
+EAGER_CPU = RuntimeConfig(backend="torch", device="cpu", precision="fp32")
+MIN_INSTANCE_PIXELS = 16  # at the embedding's resolution (half the network input)
+
+RawOutputs = tuple[np.ndarray, ...]  # the stages' logits coarse to fine, then the embedding
+
+
+@dataclass
+class StreetResult:
+    """One image: the class-index map (H, W) uint8 of each stage asked for (coarse to fine) and the
+    instances (class = Cityscapes label id, full-size mask, score), best score first."""
+
+    stage_labels: list[np.ndarray]
+    instances: list[PredInstance]
+
+
+def _softmax(logits: np.ndarray, axis: int = 0) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=axis, keepdims=True))
+    return shifted / shifted.sum(axis=axis, keepdims=True)
+
+
+def upsampled_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The class-index map (H, W) uint8 of (C, h, w) logits, bilinearly upsampled to `size` first."""
+    planes = np.ascontiguousarray(logits.transpose(1, 2, 0))
+    resized = cv2.resize(planes, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
+    if resized.ndim == 2:  # cv2 drops a single channel's axis
+        resized = resized[..., None]
+    return resized.argmax(axis=2).astype(np.uint8)
+
+
+class StreetPredictor:
+    """A label refinement network with its pre- and post-processing. `run` maps a float32 (B, 3, H, W)
+    batch to the raw outputs."""
+
+    def __init__(self, run: Callable[[np.ndarray], RawOutputs], header: dict[str, Any], threads: int = 0) -> None:
+        self.run = run
+        self.input_size = (int(header["input_height"]), int(header["input_width"]))
+        self.class_names: list[str] = list(header["class_names"])
+        self.label_ids: list[int] = list(header["label_ids"])
+        self.instance_classes = [self.class_names.index(name) for name in header["instance_classes"]]
+        self.shift = MeanShiftSettings(bandwidth=float(header["delta_dist"]), threshold=float(header["delta_dist"]),
+                                       min_pixels=MIN_INSTANCE_PIXELS)
+        self.threads = threads
+        self.metadata: dict[str, Any] = dict(header)
+
+    @classmethod
+    def from_model(cls, model: LabelRefinementNet, device: str | torch.device = "cpu") -> StreetPredictor:
+        """Run eagerly on `device` (training's validation)."""
+        model = model.to(device).eval()
+
+        @torch.inference_mode()
+        def run(batch: np.ndarray) -> RawOutputs:
+            return tuple(out.float().cpu().numpy() for out in model(torch.from_numpy(batch).to(device)))
+
+        return cls(run, {"format": FORMAT, **architecture(model)})
+
+    @classmethod
+    def from_file(cls, path: str | Path, config: RuntimeConfig = EAGER_CPU) -> tuple[StreetPredictor, BackendInfo]:
+        """The predictor of the model file at `path` on the runtime backend `config` asks for, and what runs
+        it. Raises ModelFileError, BackendError or UnsupportedCombination."""
+        network = open_task_network(path, FORMAT, config)
+        return cls(network, network.metadata, config.threads), network.info
+
+    def __call__(self, images: Sequence[np.ndarray], stages: Sequence[int] | None = None,
+                 instances: bool = True) -> list[StreetResult]:
+        """Each image's results: the label maps of `stages` (indices into STAGE_STRIDES, coarse to fine;
+        default all) and, with `instances`, its instances."""
+        wanted = list(range(len(STAGE_STRIDES))) if stages is None else list(stages)
+        if not wanted or not all(0 <= k < len(STAGE_STRIDES) for k in wanted):
+            raise ValueError(f"stages must index the {len(STAGE_STRIDES)} stages, got {wanted}")
+        if not images:
+            return []
+        batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
+        with intra_op_threads(self.threads):
+            outputs = self.run(batch)
+        *stage_logits, embedding = outputs
+        results = []
+        for i, image in enumerate(images):
+            size = image.shape[:2]
+            labels = [upsampled_labels(stage_logits[k][i], size) for k in wanted]
+            found = self.instances(stage_logits[-1][i], embedding[i], size) if instances else []
+            results.append(StreetResult(labels, found))
+        return results
+
+    def instances(self, logits: np.ndarray, embedding: np.ndarray, size: tuple[int, int]) -> list[PredInstance]:
+        """The instances of one image from its finest logits (C, h, w) and embedding (D, h, w)."""
+        probabilities = _softmax(logits)
+        classes = probabilities.argmax(axis=0)
+        found: list[PredInstance] = []
+        for index in self.instance_classes:
+            clusters = cluster_embeddings(embedding, classes == index, self.shift)
+            for k, pixels in enumerate(clusters.sizes, start=1):
+                mask = clusters.instance_map == k
+                score = float(probabilities[index][mask].sum() / max(int(pixels), 1))
+                found.append(PredInstance(self.label_ids[index], upsample_mask(mask, size), score))
+        return sorted(found, key=lambda instance: -instance.score)
