@@ -37,6 +37,7 @@ setup(
             "lane_scorer = refine_perception.ros.executables:lane_scorer",
             "bag_player = refine_perception.ros.executables:bag_player",
             "instance_segmenter = refine_perception.ros.executables:instance_segmenter",
+            "street_segmenter = refine_perception.ros.executables:street_segmenter",
         ],
     },
 )

@@ -112,6 +112,8 @@ COMMON_ARGS = (
 SOURCE = Arg("source", "", "Video file, image folder or glob for the camera (empty: params file)")
 STICKS_SOURCE = Arg("source", "synthetic:sticks", "The camera's source: synthetic:sticks?seed=2&frames=20&width=640"
                     "&height=480 (scenes with depth), a video file, an image folder or a glob")
+STREET_SOURCE = Arg("source", "synthetic:street", "The camera's source: synthetic:street?seed=2&frames=20&width=1024"
+                    "&height=512 (street scenes), a video file, an image folder or a glob")
 RATE = Arg("rate_hz", "", "Camera rate in Hz, 0 = lock-step with the consumer (empty: params file)", kind=float)
 FRAMES = Arg("max_frames", "", "Stop the camera after this many frames, 0 = no limit (empty: params file)", kind=int)
 TRANSPORT = Arg("transport", "", "Camera transport, raw or compressed (empty: params file)", ("", "raw", "compressed"))
@@ -137,6 +139,7 @@ LANE_RECORD = Arg("record", "", "Outputs the player records, topic:type,... (emp
 INSTANCE_RECORD = Arg("record", "instances:refine_msgs/msg/InstanceArray,instance_markers:visualization_msgs/msg/"
                       "MarkerArray,/diagnostics:diagnostic_msgs/msg/DiagnosticArray",
                       "Outputs the player records, topic:type,...; lossless mode waits for the first")
+STREET_IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the street segmenter reads (+ /compressed)")
 DEPTH_TOPIC = Arg("depth_topic", "camera/depth/image_raw", "Depth image topic matched to the images (for grasps)")
 CAMERA_REMAPS = (
     ("image_raw", "camera/image_raw"),
@@ -178,6 +181,18 @@ INSTANCE_SEGMENTER = NodeSpec(
         ("image_raw/compressed", ArgTopic(INSTANCE_IMAGE_TOPIC, "/compressed")),
         ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
         ("depth/image_raw", ArgTopic(DEPTH_TOPIC)),
+    ),
+    parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND), ("precision", PRECISION)),
+)
+
+STREET_SEGMENTER = NodeSpec(
+    "street_segmenter",
+    "street_segmenter",
+    "street_segmenter.yaml",
+    remappings=(
+        ("image_raw", ArgTopic(STREET_IMAGE_TOPIC)),
+        ("image_raw/compressed", ArgTopic(STREET_IMAGE_TOPIC, "/compressed")),
+        ("camera_info", ArgTopic(CAMERA_INFO_TOPIC)),
     ),
     parameters=(("transport", LANES_TRANSPORT), ("backend", BACKEND), ("precision", PRECISION)),
 )
@@ -250,6 +265,14 @@ GRAPHS: dict[str, Graph] = {
             nodes=(camera_source(LANES_TRANSPORT, enabled_by=CAMERA, source=STICKS_SOURCE), INSTANCE_SEGMENTER),
             args=(CAMERA, STICKS_SOURCE, RATE, FRAMES, LANES_TRANSPORT, INSTANCE_IMAGE_TOPIC, CAMERA_INFO_TOPIC,
                   DEPTH_TOPIC, BACKEND, PRECISION),
+        ),
+        Graph(
+            "segmentation",
+            "The street segmenter (coarse-to-fine label map, car and person instances) on a camera topic (by "
+            "default our camera source playing synthetic street scenes)",
+            nodes=(camera_source(LANES_TRANSPORT, enabled_by=CAMERA, source=STREET_SOURCE), STREET_SEGMENTER),
+            args=(CAMERA, STREET_SOURCE, RATE, FRAMES, LANES_TRANSPORT, STREET_IMAGE_TOPIC, CAMERA_INFO_TOPIC, BACKEND,
+                  PRECISION),
         ),
     )
 }

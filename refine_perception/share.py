@@ -11,6 +11,7 @@ from pathlib import Path
 PACKAGE = "refine_perception"
 LANE_MODEL = "clrnet_r18_synthetic.safetensors"
 INSTANCE_MODEL = "spatial_embeddings_sticks.safetensors"
+STREET_MODEL = "lrn_r18_street.safetensors"
 _SOURCE_TREE = Path(__file__).resolve().parents[1]
 
 

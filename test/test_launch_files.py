@@ -21,6 +21,7 @@ from refine_perception.instances.pipeline import InstanceSettings
 from refine_perception.lanes.pipeline import PipelineSettings
 from refine_perception.ros.executables import NODE_CLASSES
 from refine_perception.ros.graph_runner import node_class
+from refine_perception.segmentation.pipeline import StreetSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
@@ -92,7 +93,8 @@ def test_params_files_are_generated_from_the_nodes_parameters():
 
 
 # the nodes whose output-shaping parameters a ROS-free settings dataclass holds
-NODE_SETTINGS = [("lane_detector", PipelineSettings), ("instance_segmenter", InstanceSettings)]
+NODE_SETTINGS = [("lane_detector", PipelineSettings), ("instance_segmenter", InstanceSettings),
+                 ("street_segmenter", StreetSettings)]
 
 
 @pytest.mark.parametrize("executable, settings", NODE_SETTINGS)

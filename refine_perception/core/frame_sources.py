@@ -1,5 +1,6 @@
 """Frame sources for the camera source node: a video file, a folder (or glob) of images, or scenes of
-the synthetic generators (a drive for the lane detector, sticks for the instance segmenter).
+the synthetic generators (a drive for the lane detector, sticks for the instance segmenter, streets for
+the street segmenter).
 
 A source yields BGR uint8 frames and knows its nominal rate and camera intrinsics when it has them, so
 the node that publishes it stays a thin shell.
@@ -23,6 +24,8 @@ DEFAULT_SOURCE = "synthetic:drive"
 SYNTHETIC_PREFIX = "synthetic:drive"
 # Pick-and-place sticks seen from above, with depth: synthetic:sticks?seed=2&frames=20&fps=10&width=640&height=480
 STICKS_SOURCE = "synthetic:sticks"
+# Street scenes for the street segmenter: synthetic:street?seed=2&frames=20&fps=10&width=1024&height=512
+STREET_SOURCE = "synthetic:street"
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -157,21 +160,23 @@ class SyntheticDriveSource:
             yield Frame(index, sample.image, sample.camera.K, {"sample": sample})
 
 
-class SyntheticSticksSource:
-    """The sticks scenes of the instance datasets and bags (scene k depends only on seed and k), each
-    frame with its intrinsics and its depth image (Frame.extras["depth"], millimetres as the sticks bags
-    hold it). A scene takes ~90 ms to render at 640x480, more than a frame period at 10 Hz, so each is
-    rendered once, on the first pass, and its frame kept for later loops (1.5 MB a frame at 640x480)."""
+class RenderedScenes:
+    """Scenes of a synthetic generator (scene k depends only on seed and k), each with its intrinsics.
+    A scene takes longer to render than a frame period at 10 Hz, so each is rendered once, on the first
+    pass, and its frame kept for later loops (1.5 MB a frame at 640x480). Subclasses say what to render."""
+
+    DEFAULTS: dict[str, Any] = {}
 
     def __init__(self, spec: str) -> None:
-        from refine_perception.data.synthetic.sticks import sticks_scenes
-
-        self.options = synthetic_options(spec, {"seed": 2, "frames": 20, "fps": 10.0, "width": 640, "height": 480})
+        self.options = synthetic_options(spec, self.DEFAULTS)
         self.name = spec
         self.fps = float(self.options["fps"])
         o = self.options
-        self._scenes = sticks_scenes(int(o["seed"]), int(o["frames"]), int(o["width"]), int(o["height"]))
+        self._scenes = self.scenes(int(o["seed"]), int(o["frames"]), int(o["width"]), int(o["height"]))
         self._frames: list[Frame] = []
+
+    def scenes(self, seed: int, frames: int, width: int, height: int) -> Iterator[Frame]:
+        raise NotImplementedError
 
     def __len__(self) -> int:
         return int(self.options["frames"])
@@ -179,14 +184,41 @@ class SyntheticSticksSource:
     def __iter__(self) -> Iterator[Frame]:
         for index in range(len(self)):
             if index == len(self._frames):  # the one generator goes on where an earlier pass stopped
-                scene = next(self._scenes)
-                self._frames.append(Frame(index, scene.image, scene.camera.K, {"depth": scene.depth_millimetres()}))
+                self._frames.append(next(self._scenes))
             yield self._frames[index]
 
 
+class SyntheticSticksSource(RenderedScenes):
+    """The sticks scenes of the instance datasets and bags, each frame with its depth image
+    (Frame.extras["depth"], millimetres as the sticks bags hold it)."""
+
+    DEFAULTS = {"seed": 2, "frames": 20, "fps": 10.0, "width": 640, "height": 480}
+
+    def scenes(self, seed: int, frames: int, width: int, height: int) -> Iterator[Frame]:
+        from refine_perception.data.synthetic.sticks import sticks_scenes
+
+        for index, scene in enumerate(sticks_scenes(seed, frames, width, height)):
+            yield Frame(index, scene.image, scene.camera.K, {"depth": scene.depth_millimetres()})
+
+
+class SyntheticStreetSource(RenderedScenes):
+    """The street scenes of the street datasets (scene k of seed s is image k of `refine-perception data
+    generate street --seed s`), each frame with its Cityscapes ground truth (Frame.extras["scene"])."""
+
+    DEFAULTS = {"seed": 2, "frames": 20, "fps": 10.0, "width": 1024, "height": 512}
+
+    def scenes(self, seed: int, frames: int, width: int, height: int) -> Iterator[Frame]:
+        from refine_perception.data.synthetic.street import render_street
+
+        for index in range(frames):
+            scene = render_street(np.random.SeedSequence([seed, index]), width, height)
+            yield Frame(index, scene.image, scene.camera.K, {"scene": scene})
+
+
 def open_source(spec: str, fps: float = 10.0) -> FrameSource:
-    """Open a video file, an image folder, a glob, a synthetic drive (synthetic:drive?seed=...) or
-    synthetic sticks scenes (synthetic:sticks?seed=...). `fps` is the nominal rate of image folders."""
+    """Open a video file, an image folder, a glob, a synthetic drive (synthetic:drive?seed=...), synthetic
+    sticks scenes (synthetic:sticks?seed=...) or street scenes (synthetic:street?seed=...). `fps` is the
+    nominal rate of image folders."""
     if not spec:
         raise SourceError("no source given")
     kind = spec.split("?")[0]
@@ -194,6 +226,8 @@ def open_source(spec: str, fps: float = 10.0) -> FrameSource:
         return SyntheticDriveSource(spec)
     if kind == STICKS_SOURCE:
         return SyntheticSticksSource(spec)
+    if kind == STREET_SOURCE:
+        return SyntheticStreetSource(spec)
     path = Path(spec)
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(spec)

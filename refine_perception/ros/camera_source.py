@@ -37,8 +37,8 @@ class CameraSource(PerceptionNode):
     TASK = "camera source"
     DEFAULT_NAME = "camera_source"
     PARAMS = (
-        Param("source", "", "Video file, image folder, glob, synthetic:drive?... or synthetic:sticks?... (see "
-              "core.frame_sources); empty = the embedded sample drive", read_only=True),
+        Param("source", "", "Video file, image folder, glob, synthetic:drive?..., synthetic:sticks?... or "
+              "synthetic:street?... (see core.frame_sources); empty = the embedded sample drive", read_only=True),
         Param("loop", True, "Start again at the end of the source"),
         Param("max_frames", 0, "Stop after this many frames (0 = no limit)", min=0, max=2**31 - 1),
         Param(

@@ -22,6 +22,7 @@ NODE_CLASSES = {
     "topic_monitor": "refine_perception.ros.topic_monitor:TopicMonitor",
     "lane_detector": "refine_perception.ros.lane_detector:LaneDetector",
     "instance_segmenter": "refine_perception.ros.instance_segmenter:InstanceSegmenter",
+    "street_segmenter": "refine_perception.ros.street_segmenter:StreetSegmenter",
     "lane_scorer": "refine_perception.ros.lane_scorer:LaneScorer",
     "bag_player": "refine_perception.ros.bag_player:BagPlayer",
 }

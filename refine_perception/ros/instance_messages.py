@@ -108,12 +108,17 @@ def _instance(ident: int, result: InstanceResult, size: tuple[int, int], where: 
     return msg
 
 
-def instance_array(header: Header, image_size: tuple[int, int], results: Sequence[InstanceResult]) -> InstanceArray:
+def instance_array(header: Header, image_size: tuple[int, int], results: Sequence[InstanceResult],
+                   ids: Sequence[int] | None = None) -> InstanceArray:
     """The InstanceArray of one frame: instances by decreasing score (ties keep their order) with ids
-    1, 2, ... in that order; `image_size` is (height, width) of the source image, the masks' size."""
+    1, 2, ... in that order, or each result's id from `ids` (a tracker's: distinct, >= 1); `image_size`
+    is (height, width) of the source image, the masks' size."""
     size = _image_size(image_size)
+    if ids is not None and (len(ids) != len(results) or len(set(ids)) != len(ids) or min(ids, default=1) < 1):
+        raise ValueError(f"ids must be distinct, >= 1 and one per instance, got {list(ids)} for {len(results)}")
     order = sorted(range(len(results)), key=lambda k: -results[k].score)
-    instances = [_instance(n + 1, results[k], size, f"instance {k}") for n, k in enumerate(order)]
+    instances = [_instance(n + 1 if ids is None else int(ids[k]), results[k], size, f"instance {k}")
+                 for n, k in enumerate(order)]
     return InstanceArray(header=header, image_height=size[0], image_width=size[1], instances=instances)
 
 

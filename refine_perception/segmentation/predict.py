@@ -12,6 +12,7 @@ its pixels."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,25 +93,34 @@ class StreetPredictor:
         network = open_task_network(path, FORMAT, config)
         return cls(network, network.metadata, config.threads), network.info
 
-    def __call__(self, images: Sequence[np.ndarray], stages: Sequence[int] | None = None,
-                 instances: bool = True) -> list[StreetResult]:
+    def __call__(self, images: Sequence[np.ndarray], stages: Sequence[int] | None = None, instances: bool = True,
+                 timings: dict[str, float] | None = None) -> list[StreetResult]:
         """Each image's results: the label maps of `stages` (indices into STAGE_STRIDES, coarse to fine;
-        default all) and, with `instances`, its instances."""
+        default all) and, with `instances`, its instances. `timings` (if given) receives the milliseconds
+        of the network, the label maps and the instances, over the whole batch."""
         wanted = list(range(len(STAGE_STRIDES))) if stages is None else list(stages)
         if not wanted or not all(0 <= k < len(STAGE_STRIDES) for k in wanted):
             raise ValueError(f"stages must index the {len(STAGE_STRIDES)} stages, got {wanted}")
         if not images:
             return []
-        batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
+        clock = {"start": time.perf_counter(), "labels": 0.0, "instances": 0.0}
         with intra_op_threads(self.threads):
-            outputs = self.run(batch)
-        *stage_logits, embedding = outputs
-        results = []
-        for i, image in enumerate(images):
-            size = image.shape[:2]
-            labels = [upsampled_labels(stage_logits[k][i], size) for k in wanted]
-            found = self.instances(stage_logits[-1][i], embedding[i], size) if instances else []
-            results.append(StreetResult(labels, found))
+            batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
+            *stage_logits, embedding = self.run(batch)
+            network_done = time.perf_counter()
+            results = []
+            for i, image in enumerate(images):
+                size = image.shape[:2]
+                started = time.perf_counter()
+                labels = [upsampled_labels(stage_logits[k][i], size) for k in wanted]
+                middle = time.perf_counter()
+                found = self.instances(stage_logits[-1][i], embedding[i], size) if instances else []
+                clock["labels"] += middle - started
+                clock["instances"] += time.perf_counter() - middle
+                results.append(StreetResult(labels, found))
+        if timings is not None:
+            timings.update({"network": 1e3 * (network_done - clock["start"]), "labels": 1e3 * clock["labels"],
+                            "instances": 1e3 * clock["instances"]})
         return results
 
     def instances(self, logits: np.ndarray, embedding: np.ndarray, size: tuple[int, int]) -> list[PredInstance]:
