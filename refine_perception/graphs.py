@@ -140,6 +140,9 @@ INSTANCE_RECORD = Arg("record", "instances:refine_msgs/msg/InstanceArray,instanc
                       "MarkerArray,/diagnostics:diagnostic_msgs/msg/DiagnosticArray",
                       "Outputs the player records, topic:type,...; lossless mode waits for the first")
 STREET_IMAGE_TOPIC = Arg("image_topic", "camera/image_raw", "Image topic the street segmenter reads (+ /compressed)")
+STREET_RECORD = Arg("record", "labels:sensor_msgs/msg/Image,instances:refine_msgs/msg/InstanceArray,/diagnostics:"
+                    "diagnostic_msgs/msg/DiagnosticArray",
+                    "Outputs the player records, topic:type,...; lossless mode waits for the first")
 DEPTH_TOPIC = Arg("depth_topic", "camera/depth/image_raw", "Depth image topic matched to the images (for grasps)")
 CAMERA_REMAPS = (
     ("image_raw", "camera/image_raw"),
@@ -242,6 +245,14 @@ GRAPHS: dict[str, Graph] = {
             nodes=(bag_player(INSTANCE_RECORD), INSTANCE_SEGMENTER),
             args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, INSTANCE_IMAGE_TOPIC,
                   CAMERA_INFO_TOPIC, DEPTH_TOPIC, BACKEND, PRECISION, SIM_TIME, INSTANCE_RECORD),
+        ),
+        Graph(
+            "replay_street",
+            "A bag played with /clock into the street segmenter; its label images and instances recorded for "
+            "evaluation",
+            nodes=(bag_player(STREET_RECORD), STREET_SEGMENTER),
+            args=(BAG, PLAY_MODE, PLAY_RATE, RESULT_BAG, BAG_IMAGE_TOPIC, LANES_TRANSPORT, STREET_IMAGE_TOPIC,
+                  CAMERA_INFO_TOPIC, BACKEND, PRECISION, SIM_TIME, STREET_RECORD),
         ),
         Graph(
             "lanes",

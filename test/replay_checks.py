@@ -1,5 +1,5 @@
 """Running `refine-perception replay` as a user does, and the check that a bad frame in a bag is reported
-and scored as a frame without output; shared by the lane and the sticks replay tests."""
+and scored as a frame without output; shared by the lane, sticks and street replay tests."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def rewrite_image(source: Path, target: Path, index: int, replace: Callable[[Any
     stamp = None
     with BagWriter(target, "mcap") as writer:
         for message in BagReader(source).messages():
-            if message.msgtype in IMAGE_TYPES and "depth" not in message.topic:
+            camera = "depth" not in message.topic and not message.topic.startswith("/ground_truth/")
+            if message.msgtype in IMAGE_TYPES and camera:
                 images += 1
                 if images - 1 == index:
                     stamp = cdr_stamp(message.data)

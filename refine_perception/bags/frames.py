@@ -123,17 +123,18 @@ class BagScan:
 
 def scan_bag(path: str | Path, decode_topics: Collection[str]) -> BagScan:
     """Read the bag once: image stamps without decoding the pixels, the messages on `decode_topics`
-    decoded; an undecodable message is recorded with the reader's errors and skipped."""
+    decoded (those are not camera candidates, even when they are images); an undecodable message is
+    recorded with the reader's errors and skipped."""
     reader = BagReader(path)
     scan = BagScan(decoded={topic: {} for topic in decode_topics})
     undecodable: list[BagError] = []
     for message in reader.messages():
         scan.topics.setdefault(message.topic, message.msgtype)
         try:
-            if message.msgtype in IMAGE_TYPES:
-                scan.image_stamps.setdefault(message.topic, []).append(cdr_stamp(message.data))
-            elif message.topic in scan.decoded:
+            if message.topic in scan.decoded:  # ground truth may be images too (a street bag's label ids)
                 scan.decoded[message.topic][cdr_stamp(message.data)] = message.decode()
+            elif message.msgtype in IMAGE_TYPES:
+                scan.image_stamps.setdefault(message.topic, []).append(cdr_stamp(message.data))
         except BagError as error:
             undecodable.append(error)
     scan.errors = list(reader.errors) + undecodable

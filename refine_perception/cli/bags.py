@@ -1,5 +1,5 @@
 """`refine-perception bag`: write lane bags from our datasets and the synthetic drive, sticks bags from the
-pick-and-place scenes, and list a bag."""
+pick-and-place scenes, street bags from the street scenes or a Cityscapes-layout folder, and list a bag."""
 
 from __future__ import annotations
 
@@ -14,24 +14,30 @@ DETECTOR_PARAMS = "lane_detector.yaml"  # in a drive's bag folder: the detector 
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bag", help="write lane or sticks bags, list a bag",
+    p = sub.add_parser("bag", help="write lane, sticks or street bags, list a bag",
                        description="rosbag2 bags (MCAP or sqlite3) readable by ros2 bag, rosbags, mcap and Foxglove.")
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
     write = verbs.add_parser(
         "write",
-        help="a lane bag (camera images, CameraInfo, /ground_truth/lanes and /ground_truth/tags) or a sticks bag "
-        "(camera images, CameraInfo, depth, /ground_truth/instances)",
-        description="From the synthetic drive (default), a CULane / TuSimple dataset on disk, or the pick-and-place "
-        f"sticks scenes. A drive's bag also gets {DETECTOR_PARAMS}, the lane_detector parameters of its camera "
-        "mounting, which `refine-perception replay` uses.",
+        help="a lane bag (camera images, CameraInfo, /ground_truth/lanes and /ground_truth/tags), a sticks bag "
+        "(camera images, CameraInfo, depth, /ground_truth/instances) or a street bag (camera images, CameraInfo, "
+        "/ground_truth/labels and /ground_truth/instance_ids)",
+        description="From the synthetic drive (default), a CULane / TuSimple dataset on disk, the pick-and-place "
+        "sticks scenes, the street scenes or a Cityscapes-layout folder (--cityscapes). A drive's bag also gets "
+        f"{DETECTOR_PARAMS}, the lane_detector parameters of its camera mounting, which `refine-perception replay` "
+        "uses.",
     )
     write.add_argument("out", type=Path, help="bag folder to create")
     write.add_argument("--source", default="synthetic:drive?frames=40",
                        help="synthetic:drive?seed=..&frames=..&fps=.. (default synthetic:drive?frames=40) or "
-                       "synthetic:sticks?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 640, 480)")
+                       "synthetic:sticks?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 640, 480) or "
+                       "synthetic:street?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 1024, 512)")
     write.add_argument("--culane", type=Path, help="CULane root (instead of --source)")
     write.add_argument("--list", default="list/test.txt", help="CULane list under the root (default list/test.txt)")
     write.add_argument("--tusimple", type=Path, help="TuSimple root (instead of --source)")
+    write.add_argument("--cityscapes", type=Path, help="Cityscapes-layout root, ours or the real one (instead of "
+                       "--source): a street bag of --split")
+    write.add_argument("--split", default="val", help="Cityscapes split folder (default val)")
     write.add_argument("--labels", default="test_label.json", help="TuSimple label file under the root")
     write.add_argument("--limit", type=int, default=0, help="at most this many dataset frames (0: all)")
     write.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap")
@@ -55,6 +61,8 @@ def write_bag(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     if args.source.startswith("synthetic:sticks"):
         return _write_sticks_bag(args, started)
+    if args.source.startswith("synthetic:street") or args.cityscapes:
+        return _write_street_bag(args, started)
     if args.culane and args.tusimple:
         raise CliError("give --culane or --tusimple, not both")
     if args.culane or args.tusimple:
@@ -93,6 +101,32 @@ def _write_sticks_bag(args: argparse.Namespace, started: float) -> int:
         count = write_instance_bag(args.out, sticks_scenes(o["seed"], o["frames"], o["width"], o["height"]),
                                    storage=args.storage, transport=args.transport, fps=args.fps, overwrite=args.force)
     except (SourceError, FileExistsError, ValueError) as error:
+        raise CliError(str(error)) from None
+    return _written(args, count, started)
+
+
+def _write_street_bag(args: argparse.Namespace, started: float) -> int:
+    import numpy as np
+
+    from refine_perception.bags.street_bags import cityscapes_samples, write_street_bag
+    from refine_perception.core.frame_sources import SourceError, spec_options
+    from refine_perception.data.formats.lanes import AnnotationError
+    from refine_perception.data.synthetic.street import render_street
+
+    if args.culane or args.tusimple or (args.cityscapes and args.source.startswith("synthetic:street")):
+        raise CliError("give one source: --source synthetic:street..., --cityscapes or a lane dataset")
+    try:
+        if args.cityscapes:
+            samples = cityscapes_samples(args.cityscapes, args.split, args.limit)
+        else:
+            o = spec_options(args.source, {"seed": 2, "frames": 20, "width": 1024, "height": 512})
+            if o["frames"] < 1 or o["width"] < 32 or o["height"] < 32:
+                raise SourceError(f"{args.source}: needs frames >= 1 and an image of at least 32x32")
+            samples = (render_street(np.random.SeedSequence([o["seed"], k]), o["width"], o["height"])
+                       for k in range(o["frames"]))
+        count = write_street_bag(args.out, samples, storage=args.storage, transport=args.transport, fps=args.fps,
+                                 overwrite=args.force)
+    except (SourceError, FileExistsError, FileNotFoundError, AnnotationError, ValueError) as error:
         raise CliError(str(error)) from None
     return _written(args, count, started)
 

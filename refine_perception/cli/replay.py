@@ -1,6 +1,6 @@
 """`refine-perception replay`: play a bag through the node it has ground truth for and score it: a lane bag
 (/ground_truth/lanes) through the lane detector, a sticks bag (/ground_truth/instances) through the
-instance segmenter.
+instance segmenter, a street bag (/ground_truth/labels) through the street segmenter.
 
 Modes: lossless (default: every frame waits for its result, so every frame is scored), realtime (the
 bag's pace; frames the node cannot keep up with are dropped and counted), offline (the node's own
@@ -35,23 +35,25 @@ class _Task:
 _TASKS = {
     "lanes": _Task("lane_detector", "lanes.yaml", "replay", "/lanes"),
     "instances": _Task("instance_segmenter", "instances.yaml", "replay_instances", "/instances"),
+    "street": _Task("street_segmenter", "street_segmenter.yaml", "replay_street", "/labels"),
 }
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("replay", help="play a bag through the lane detector or instance segmenter and write a report",
+    p = sub.add_parser("replay", help="play a bag through the lane detector, instance or street segmenter and write a "
+                       "report",
                        description=__doc__.split("\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3 with /ground_truth/lanes or "
-                   "/ground_truth/instances")
+    p.add_argument("bag", type=Path, help="rosbag2 folder, .mcap or .db3 with /ground_truth/lanes, "
+                   "/ground_truth/instances or /ground_truth/labels")
     p.add_argument("--out", type=Path, required=True, help="report folder")
     p.add_argument("--task", choices=("auto", *_TASKS), default="auto",
                    help="which node to run (default: the one the bag has ground truth for)")
     p.add_argument("--mode", choices=("lossless", "realtime", "offline"), default="lossless")
     p.add_argument("--rate", type=float, default=1.0, help="realtime playback speed (default 1)")
     p.add_argument("--results", type=Path, help="score this result bag instead of running the node")
-    p.add_argument("--results-topic", help="output topic in --results (default /lanes or /instances)")
+    p.add_argument("--results-topic", help="output topic in --results (default /lanes, /instances or /labels)")
     p.add_argument("--params", type=Path, help="the node's params file (default: config/lanes.yaml plus the bag's "
-                   "lane_detector.yaml, if it has one; config/instances.yaml)")
+                   "lane_detector.yaml, if it has one; config/instances.yaml; config/street_segmenter.yaml)")
     p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"),
                    help="lanes: override the params file")
     p.add_argument("--image-topic", help="the bag's camera topic (default: its only image topic)")
@@ -90,11 +92,14 @@ def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None
 def _detect_task(bag: Path) -> str:
     from refine_perception.bags.instance_bags import TRUTH_INSTANCES_TOPIC
     from refine_perception.bags.reader import BagError, BagReader
+    from refine_perception.bags.street_bags import TRUTH_LABELS_TOPIC
 
     try:
         topics = BagReader(bag).topics()
     except BagError as error:
         raise CliError(str(error)) from None
+    if TRUTH_LABELS_TOPIC in topics:
+        return "street"
     return "instances" if TRUTH_INSTANCES_TOPIC in topics else "lanes"
 
 
@@ -106,26 +111,28 @@ def replay(args: argparse.Namespace) -> int:
     from refine_perception.bags.instance_bags import read_instance_bag
     from refine_perception.bags.lane_bags import read_lane_bag
     from refine_perception.bags.reader import BagError
-    from refine_perception.evaluation.replay import evaluate_instance_run, evaluate_lane_run
+    from refine_perception.bags.street_bags import read_street_bag
+    from refine_perception.evaluation.replay import evaluate_instance_run, evaluate_lane_run, evaluate_street_run
     from refine_perception.evaluation.report import summary_lines, write_report
 
     started = time.perf_counter()
     name = _detect_task(args.bag) if args.task == "auto" else args.task
     task = _TASKS[name]
     try:
-        read = read_lane_bag if name == "lanes" else read_instance_bag
+        read = {"lanes": read_lane_bag, "instances": read_instance_bag, "street": read_street_bag}[name]
         bag = read(args.bag, args.image_topic, args.camera_info_topic)
     except BagError as error:
         raise CliError(str(error)) from None
     results = args.results or args.out / "results"
     if args.results is None:
         params = node_params(task, args.bag, args.params, args.backend)
-        if name == "instances":  # match only what the bag has, or the node would wait for it forever
+        if name != "lanes":  # match only what the bag has, or the node would wait for it forever
             params["use_camera_info"] = bool(params["use_camera_info"] and bag.camera_info_topic)
+        if name == "instances":
             params["use_depth"] = bool(params["use_depth"] and bag.depth_topic)
         args.out.mkdir(parents=True, exist_ok=True)
-        if name == "instances" and args.mode != "offline":
-            _check_instance_model(params)  # a node without its model would leave a lossless replay waiting
+        if name != "lanes" and args.mode != "offline":
+            _check_model(name, params)  # a node without its model would leave a lossless replay waiting
         if args.mode == "offline":
             _offline(name, bag, params, results)
         else:
@@ -137,8 +144,10 @@ def replay(args: argparse.Namespace) -> int:
     try:
         if name == "lanes":
             evaluation = evaluate_lane_run(bag, results, topic, cut_ratio=args.cut_ratio)
-        else:
+        elif name == "instances":
             evaluation = evaluate_instance_run(bag, results, topic)
+        else:
+            evaluation = evaluate_street_run(bag, results, topic)
     except BagError as error:
         raise CliError(str(error)) from None
     report = write_report(evaluation, args.out)
@@ -151,22 +160,39 @@ def replay(args: argparse.Namespace) -> int:
     return 0
 
 
-NO_DEFAULT_INSTANCES = ("no default instance weights are shipped yet: train them (refine-train instances --config "
-                        "config/training/instances_sticks_cpu.yaml) and pass --params with model: set")
+NO_DEFAULT = {
+    "instances": "no default instance weights are shipped yet: train them (refine-train instances --config "
+                 "config/training/instances_sticks_discriminative_cpu.yaml) and pass --params with model: set",
+    "street": "no default street weights are shipped yet: train them (refine-train street --config "
+              "config/training/street_lrn_cpu.yaml) and pass --params with model: set",
+}
 
 
-def _check_instance_model(params: dict[str, Any]) -> None:
+def _model_hint(name: str, params: dict[str, Any]) -> str:
+    """What to do about a missing default model (nothing when the params name a model)."""
+    if params["model"] or name not in NO_DEFAULT:
+        return ""
+    from refine_perception.instances.pipeline import default_instance_model_path
+    from refine_perception.segmentation.pipeline import default_street_model_path
+
+    default = default_instance_model_path() if name == "instances" else default_street_model_path()
+    return "" if default.is_file() else f" ({NO_DEFAULT[name]})"
+
+
+def _check_model(name: str, params: dict[str, Any]) -> None:
     from refine_perception.instances.decoders import FORMATS
     from refine_perception.instances.pipeline import default_instance_model_path
+    from refine_perception.models.lrn.weights import FORMAT as STREET_FORMAT
     from refine_perception.models.model_file import ModelFileError
     from refine_perception.runtime import load_task_model
+    from refine_perception.segmentation.pipeline import default_street_model_path
 
-    path = params["model"] or default_instance_model_path()
+    default, formats = ((default_instance_model_path(), FORMATS) if name == "instances" else
+                        (default_street_model_path(), STREET_FORMAT))
     try:
-        load_task_model(path, FORMATS)
+        load_task_model(params["model"] or default, formats)
     except ModelFileError as error:
-        hint = "" if params["model"] else f" ({NO_DEFAULT_INSTANCES})"
-        raise CliError(f"cannot load the instances model: {error}{hint}") from None
+        raise CliError(f"cannot load the {name} model: {error}{_model_hint(name, params)}") from None
 
 
 def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None:
@@ -184,22 +210,30 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
             predictor, cut_ratio, _ = open_predictor(*runtime)
             lanes = LanePipeline(predictor, PipelineSettings.from_params(params), cut_ratio)
             inputs = [bag.image_topic] + ([bag.camera_info_topic] if bag.camera_info_topic else [])
-            run_offline(bag, partial(lanes_from_messages, lanes), _TASKS[name].topic, inputs, results, slop)
+            run_offline(bag, partial(lanes_from_messages, lanes), [_TASKS[name].topic], inputs, results, slop)
+            return
+        if name == "street":
+            from refine_perception.ros.street_messages import street_from_messages
+            from refine_perception.segmentation.pipeline import StreetPipeline, StreetSettings, open_street_predictor
+
+            street_predictor, _ = open_street_predictor(*runtime)
+            street = StreetPipeline(street_predictor, StreetSettings.from_params(params))
+            run_offline(bag, partial(street_from_messages, street), ["/labels", "/instances"], [bag.image_topic],
+                        results, slop)
             return
         from refine_perception.instances.pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
         from refine_perception.ros.instance_messages import instances_from_messages
 
         predictor, _ = open_instance_predictor(*runtime)
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
-        hint = f" ({NO_DEFAULT_INSTANCES})" if name == "instances" and not params["model"] else ""
-        raise CliError(f"cannot load the {name} model: {error}{hint}") from None
+        raise CliError(f"cannot load the {name} model: {error}{_model_hint(name, params)}") from None
     inputs = [bag.image_topic]
     if params["use_camera_info"]:
         inputs.append(bag.camera_info_topic)
         if params["use_depth"]:
             inputs.append(bag.depth_topic)
     instances = InstancePipeline(predictor, InstanceSettings.from_params(params))
-    run_offline(bag, partial(instances_from_messages, instances), _TASKS[name].topic, inputs, results, slop)
+    run_offline(bag, partial(instances_from_messages, instances), [_TASKS[name].topic], inputs, results, slop)
 
 
 def _play(args: argparse.Namespace, task: _Task, bag: Any, params_file: Path, results: Path) -> None:

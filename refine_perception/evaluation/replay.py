@@ -1,4 +1,4 @@
-"""Replay evaluation of the lane detector and the instance segmenter: their outputs (recorded by the bag
+"""Replay evaluation of the lane detector, the instance segmenter and the street segmenter: their outputs (recorded by the bag
 player, by `ros2 bag record`, or computed offline by the node's own pipeline) matched by stamp to a bag's
 frames and scored against its ground truth.
 
@@ -24,16 +24,20 @@ from refine_perception.bags.frames import TIMING_FILE, Stamp, cdr_stamp, write_t
 from refine_perception.bags.instance_bags import InstanceBag
 from refine_perception.bags.lane_bags import LaneBag
 from refine_perception.bags.reader import BagError, BagReader
+from refine_perception.bags.street_bags import StreetBag
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.image_codec import ImageFormatError
 from refine_perception.core.sync import ApproximateTimeSync
 from refine_perception.evaluation.instances import InstanceScores, score_instance_frames
 from refine_perception.evaluation.lanes import LaneScores, score_lane_frames
-from refine_perception.ros.image_messages import to_bgr
+from refine_perception.evaluation.street import StreetScores, score_street_frames
+from refine_perception.ros.image_messages import image_to_numpy, to_bgr
 from refine_perception.ros.instance_messages import instance_results
 
 LANES_TOPIC = "/lanes"
 INSTANCES_TOPIC = "/instances"
+LABELS_TOPIC = "/labels"
+Bag = LaneBag | InstanceBag | StreetBag
 
 
 def stamp_label(stamp: Stamp) -> str:
@@ -55,11 +59,11 @@ class BadFrame:
 
 @dataclass
 class ReplayEvaluation:
-    """One run's scores, outputs and timing; `task` says which node's (lanes or instances)."""
+    """One run's scores, outputs and timing; `task` says which node's (lanes, instances or street)."""
 
     task: str
-    bag: LaneBag | InstanceBag
-    scores: LaneScores | InstanceScores
+    bag: Bag
+    scores: LaneScores | InstanceScores | StreetScores
     stamps: list[Stamp]  # the scored frames, in order (those with ground truth)
     outputs: dict[Stamp, Any]
     latency_ms: dict[Stamp, float] = field(default_factory=dict)
@@ -117,7 +121,7 @@ def read_results(result_bag: str | Path, topic: str = LANES_TOPIC) -> tuple[dict
     return outputs, arrived, [str(error) for error in reader.errors] + undecodable
 
 
-def find_bad_frames(bag: LaneBag | InstanceBag, stamps: list[Stamp], outputs: dict[Stamp, Any]) -> list[BadFrame]:
+def find_bad_frames(bag: Bag, stamps: list[Stamp], outputs: dict[Stamp, Any]) -> list[BadFrame]:
     """The frames of `stamps` without an output whose camera image does not decode as the node decodes it.
     Only frames without output are read: any other image the node has read."""
     missing = {stamp: index for index, stamp in enumerate(stamps) if stamp not in outputs}
@@ -138,7 +142,7 @@ def find_bad_frames(bag: LaneBag | InstanceBag, stamps: list[Stamp], outputs: di
     return sorted(bad, key=lambda frame: frame.index)
 
 
-def _evaluate_run(task: str, bag: LaneBag | InstanceBag, result_bag: str | Path, topic: str,
+def _evaluate_run(task: str, bag: Bag, result_bag: str | Path, topic: str,
                   score: Callable[[list[Stamp], dict[Stamp, Any]], Any]) -> ReplayEvaluation:
     outputs, arrived, errors = read_results(result_bag, topic)
     timing_path = Path(result_bag) / TIMING_FILE
@@ -178,10 +182,25 @@ def evaluate_instance_run(bag: InstanceBag, result_bag: str | Path, topic: str =
     return _evaluate_run("instances", bag, result_bag, topic, score)
 
 
-def run_offline(bag: LaneBag | InstanceBag, pipeline: Callable[..., tuple[Any, ...]], output_topic: str,
+def evaluate_street_run(bag: StreetBag, result_bag: str | Path, topic: str = LABELS_TOPIC,
+                        instances_topic: str = INSTANCES_TOPIC) -> ReplayEvaluation:
+    """The label images on `topic` decide what counts as an output (drops, latency); the instances are
+    read from `instances_topic` of the same result bag."""
+    instance_outputs, _, _ = read_results(result_bag, instances_topic)
+
+    def score(stamps: list[Stamp], outputs: dict[Stamp, Any]) -> StreetScores:
+        return score_street_frames([bag.truth[s] for s in stamps], [bag.instance_truth[s] for s in stamps],
+                                   [image_to_numpy(outputs[s], "mono8") if s in outputs else None for s in stamps],
+                                   [instance_results(instance_outputs[s]) if s in instance_outputs else None
+                                    for s in stamps])
+
+    return _evaluate_run("street", bag, result_bag, topic, score)
+
+
+def run_offline(bag: Bag, pipeline: Callable[..., tuple[Any, ...]], output_topics: Sequence[str],
                 inputs: Sequence[str], result_bag: str | Path, slop_s: float = 0.02, storage: str = "mcap") -> int:
-    """Run a node's pipeline on every frame of `bag` without DDS and write its outputs (the first item
-    it returns) like the player records them; returns the count. `inputs` are the bag topics the
+    """Run a node's pipeline on every frame of `bag` without DDS and write its outputs (the first items
+    it returns, one per output topic) like the player records them; returns the count. `inputs` are the bag topics the
     pipeline takes, camera image first; several are matched by stamp with the nodes' synchroniser.
     A frame the pipeline finds malformed is skipped, as the node drops it: the evaluation scores it as a
     frame without output and lists it (`find_bad_frames`)."""
@@ -194,10 +213,11 @@ def run_offline(bag: LaneBag | InstanceBag, pipeline: Callable[..., tuple[Any, .
             nonlocal count
             started = time.time_ns()
             try:
-                output = pipeline(image, *others)[0]
+                outputs = pipeline(image, *others)
             except ImageFormatError:
                 return
-            writer.write(output_topic, output, time.time_ns())
+            for topic, output in zip(output_topics, outputs):
+                writer.write(topic, output, time.time_ns())
             sent.append(((image.header.stamp.sec, image.header.stamp.nanosec), started))
             count += 1
 

@@ -1,8 +1,9 @@
 """The replay report: report.md with the figures as tables, PNG plots (lanes: precision/recall against the
-score threshold and F1 per category; both tasks: latency histogram and over time) and a strip of the
+score threshold and F1 per category; every task: latency histogram and over time) and a strip of the
 worst frames with the ground truth (thin white) under the node's output (lanes coloured by type, object
-masks tinted with their rotated boxes and grasps), and the bad frames (camera image unreadable: scored as
-frames without output) with the reason."""
+masks tinted with their rotated boxes and grasps, street label maps in Cityscapes colours with the true
+class edges), and the bad frames (camera image unreadable: scored as frames without output) with the
+reason."""
 
 from __future__ import annotations
 
@@ -19,10 +20,12 @@ import numpy as np  # noqa: E402
 
 from refine_perception.bags.frames import cdr_stamp  # noqa: E402
 from refine_perception.bags.reader import BagReader  # noqa: E402
+from refine_perception.data.formats.cityscapes import colorize  # noqa: E402
 from refine_perception.data.preview import grid  # noqa: E402
 from refine_perception.evaluation.lanes import image_points  # noqa: E402
 from refine_perception.evaluation.replay import ReplayEvaluation, stamp_label  # noqa: E402
-from refine_perception.ros.image_messages import to_bgr  # noqa: E402
+from refine_perception.metrics.boundary import label_boundaries  # noqa: E402
+from refine_perception.ros.image_messages import image_to_numpy, to_bgr  # noqa: E402
 from refine_perception.ros.instance_messages import draw_instances, instance_results  # noqa: E402
 from refine_perception.ros.lane_messages import draw_overlay  # noqa: E402
 
@@ -101,6 +104,13 @@ def _draw_instances(image: np.ndarray, truth: Any, output: Any) -> np.ndarray:
     return image
 
 
+def _draw_street(image: np.ndarray, truth: np.ndarray, output: Any) -> np.ndarray:
+    if output is not None:
+        image = cv2.addWeighted(image, 0.5, colorize(image_to_numpy(output, "mono8")), 0.5, 0)
+    image[label_boundaries(truth)] = 255
+    return image
+
+
 def _worst_frames(evaluation: ReplayEvaluation, path: Path, count: int = WORST_FRAMES) -> list[int]:
     unreadable = {frame.index for frame in evaluation.bad_frames}  # listed on their own, nothing to draw
     ranked = sorted((f for f in evaluation.scores.per_frame if f.index not in unreadable),
@@ -108,7 +118,7 @@ def _worst_frames(evaluation: ReplayEvaluation, path: Path, count: int = WORST_F
     wanted = {evaluation.stamps[f.index]: f for f in ranked if f.errors > 0}
     if not wanted:
         return []
-    draw = _draw_lanes if evaluation.task == "lanes" else _draw_instances
+    draw = {"lanes": _draw_lanes, "instances": _draw_instances, "street": _draw_street}[evaluation.task]
     tiles: dict[int, np.ndarray] = {}
     for message in BagReader(evaluation.bag.path).messages({evaluation.bag.image_topic}):
         stamp = cdr_stamp(message.data)
@@ -118,6 +128,8 @@ def _worst_frames(evaluation: ReplayEvaluation, path: Path, count: int = WORST_F
         image = draw(np.array(to_bgr(message.decode())), evaluation.bag.truth[stamp], output)
         frame = wanted[stamp]
         label = f"frame {frame.index}: {frame.fp} FP, {frame.fn} FN"
+        if hasattr(frame, "pixel_error"):
+            label += f", {100 * frame.pixel_error:.1f}% pixels wrong"
         if getattr(frame, "grasp_success", None) is False:
             label += ", grasp missed"
         label += "" if output is not None else " (dropped)"
@@ -173,22 +185,36 @@ def _instance_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
             "the confident grasps; mask AP ranks all of them by score.", ""]
 
 
+def _street_accuracy(evaluation: ReplayEvaluation, folder: Path) -> list[str]:
+    f = evaluation.scores.to_dict()
+    rows = [["class", "IoU"], *([name, _pct(iou)] for name, iou in f["IoU"].items()), ["mIoU", _pct(f["mIoU"])]]
+    instances = [["class", "COCO mask AP", "AP50", "Cityscapes AP", "AP50"]]
+    coco, city = f["coco_mask_ap"]["per_class"], f["cityscapes_ap"]["per_class"]
+    for name in ("person", "car"):
+        c, k = coco.get(name, {}), city.get(name, {})
+        instances.append([name, _pct(c.get("AP")), _pct(c.get("AP50")), _pct(k.get("AP")), _pct(k.get("AP50"))])
+    return [_table(rows), "", f"Boundary F of the label images: {_pct(f['boundary_F'])} (tolerance "
+            f"{f['boundary_tolerance_px']} px, mean over the classes).", "", "### Instances", "", _table(instances), ""]
+
+
 def write_report(evaluation: ReplayEvaluation, out: str | Path, title: str = "") -> Path:
     """Write report.md, figures.json and the PNGs into `out`; returns the report's path."""
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
     figures = evaluation.to_dict()
     (folder / "figures.json").write_text(json.dumps(figures, indent=2))
-    lanes = evaluation.task == "lanes"
     s = evaluation.scores
-    lines = [f"# {title or ('Lane' if lanes else 'Instance') + ' replay evaluation'}", "",
+    kind = {"lanes": "Lane", "instances": "Instance", "street": "Street"}[evaluation.task]
+    missed = {"lanes": "lanes", "instances": "objects", "street": "pixels and objects"}[evaluation.task]
+    lines = [f"# {title or kind + ' replay evaluation'}", "",
              f"Bag `{Path(evaluation.bag.path).name}`, camera `{evaluation.bag.image_topic}`, mode **{evaluation.mode}**: "
              f"{len(evaluation.bag.stamps)} frames, {len(evaluation.stamps)} with ground truth scored, "
              f"{len(evaluation.outputs)} outputs, {s.frames_without_output} frames without output (counted as "
-             f"missed {'lanes' if lanes else 'objects'}"
+             f"missed {missed}"
              + (f"; {len(evaluation.bad_frames)} of them bad frames, see below" if evaluation.bad_frames else "")
              + ").", "", "## Accuracy", ""]
-    lines += _lane_accuracy(evaluation, folder) if lanes else _instance_accuracy(evaluation, folder)
+    accuracy = {"lanes": _lane_accuracy, "instances": _instance_accuracy, "street": _street_accuracy}[evaluation.task]
+    lines += accuracy(evaluation, folder)
     lines += ["## Timing", ""]
     latency = evaluation.timing_summary()
     if latency:
@@ -204,7 +230,9 @@ def write_report(evaluation: ReplayEvaluation, out: str | Path, title: str = "")
         lines += ["No timing: the results came without the player's timing.json (e.g. `ros2 bag record`).", ""]
     worst = _worst_frames(evaluation, folder / "worst_frames.png")
     if worst:
-        drawn = "the detector's lanes coloured by type" if lanes else "the segmenter's masks tinted, with rotated boxes"
+        drawn = {"lanes": "the detector's lanes coloured by type",
+                 "instances": "the segmenter's masks tinted, with rotated boxes",
+                 "street": "the label map in Cityscapes colours, the true class edges"}[evaluation.task]
         lines += ["## Worst frames", "", f"Frames {', '.join(map(str, worst))}: ground truth in thin white, {drawn}.",
                   "", "![worst frames](worst_frames.png)", ""]
     if evaluation.bad_frames:
@@ -227,6 +255,10 @@ def summary_lines(figures: dict[str, Any]) -> list[str]:
         head += (f"F1@50 {100 * figures['F1@50']:.2f}  F1@75 {100 * figures['F1@75']:.2f}  mF1 {100 * figures['mF1']:.2f}  "
                  f"TuSimple acc {100 * figures['tusimple']['Accuracy']:.2f}  "
                  f"type acc {_pct(figures['type_accuracy'])}  id switches {figures['id_switches']}")
+    elif figures["task"] == "street":
+        coco = figures["coco_mask_ap"]["per_class"]
+        head += (f"mIoU {_pct(figures['mIoU'])}  boundary F {_pct(figures['boundary_F'])}  "
+                 + "  ".join(f"{name} AP50 {_pct(coco.get(name, {}).get('AP50'))}" for name in ("car", "person")))
     else:
         head += (f"mask AP {_pct(figures['mask_AP'])}  AP50 {_pct(figures['mask_AP50'])}  "
                  f"boundary F {_pct(figures['boundary_F'])}  mIoU {_pct(figures['mIoU'])}  "
