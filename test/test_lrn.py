@@ -85,6 +85,20 @@ def test_stage_outputs_shapes_and_sizes() -> None:
         LabelRefinementNet(CLASSES, (7, 7, 26))
 
 
+def test_a_truncated_view_computes_only_its_stages() -> None:
+    net = tiny_net().eval()
+    images = torch.rand(1, 3, 64, 128)
+    full = net(images)
+    early = net.truncated(2, embedding=False)
+    assert early.encoder is net.encoder and net.active_stages == 5  # shared weights, the original untouched
+    outputs = early(images)
+    assert len(outputs) == 2 and all(torch.equal(a, b) for a, b in zip(outputs, full[:2]))
+    with_embedding = net.truncated(5, embedding=True)(images)
+    assert len(with_embedding) == 6
+    with pytest.raises(ValueError):
+        net.truncated(0, embedding=False)
+
+
 def test_refinement_stage_starts_from_the_upsampled_map() -> None:
     """With its correction zeroed, a stage returns the coarser map upsampled: refinement can only add."""
     net = tiny_net().eval()

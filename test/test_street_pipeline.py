@@ -54,6 +54,16 @@ def test_pipeline_stage_and_threshold(tmp_path: Path) -> None:
     assert not coarsest.results and not np.array_equal(coarsest.label_ids, finest.label_ids)
     with pytest.raises(ValueError, match="stage"):
         StreetPipeline(predictor, StreetSettings(stage=6))
+    # without instances the network stops at the stage published, with the same map as the full network's
+    settings = StreetSettings(stage=2, instances=False)
+    early, _ = open_street_predictor(str(tmp_path / "cars.safetensors"), backend="torch", threads=1, settings=settings)
+    assert (early.stages, early.embedding) == (2, False)
+    assert np.array_equal(StreetPipeline(early, settings)(image).label_ids,
+                          StreetPipeline(predictor, settings)(image).label_ids)
+    with pytest.raises(ValueError, match="not computed"):
+        StreetPipeline(early, StreetSettings(stage=3, instances=False))
+    with pytest.raises(ValueError, match="not computed"):
+        StreetPipeline(early, StreetSettings(stage=2))
 
 
 def test_synthetic_street_source_renders_each_scene_once() -> None:

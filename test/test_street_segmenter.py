@@ -112,8 +112,10 @@ def test_the_coarsest_stage_without_camera_info(ros, model: Path) -> None:
     image, _ = camera_messages(1, sec=9)
     feed.images.publish(image)
     assert ros.spin_until(lambda: feed.labels and feed.arrays and feed.markers, timeout=60)
-    predictor, _ = open_street_predictor(str(model), threads=1)
-    expected, _, _ = street_from_messages(StreetPipeline(predictor, StreetSettings(stage=1, instances=False)), image)
+    settings = StreetSettings(stage=1, instances=False)
+    predictor, _ = open_street_predictor(str(model), threads=1, settings=settings)
+    assert predictor.stages == 1 and not predictor.embedding  # the node runs only the encoder and the first map
+    expected, _, _ = street_from_messages(StreetPipeline(predictor, settings), image)
     assert np.array_equal(image_to_numpy(feed.labels[0], "mono8"), image_to_numpy(expected, "mono8"))
     assert not feed.arrays[0].instances
     assert [m.action for m in feed.markers[0].markers] == [Marker.DELETEALL]  # no camera: nothing to draw

@@ -216,8 +216,9 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
             from refine_perception.ros.street_messages import street_from_messages
             from refine_perception.segmentation.pipeline import StreetPipeline, StreetSettings, open_street_predictor
 
-            street_predictor, _ = open_street_predictor(*runtime)
-            street = StreetPipeline(street_predictor, StreetSettings.from_params(params))
+            settings = StreetSettings.from_params(params)
+            street_predictor, _ = open_street_predictor(*runtime, settings)
+            street = StreetPipeline(street_predictor, settings)
             run_offline(bag, partial(street_from_messages, street), ["/labels", "/instances"], [bag.image_topic],
                         results, slop)
             return

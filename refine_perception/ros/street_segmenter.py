@@ -2,8 +2,8 @@
 naming its values (latched), car and person instances with track ids (refine_msgs/InstanceArray), RViz
 outlines of them and a colour overlay out.
 
-Per frame: decode the image, run the label refinement network (every stage's map comes out of the one
-forward pass; `stage` picks the one published, 1 = coarsest .. 5 = finest), cluster the instance classes'
+Per frame: decode the image, run the label refinement network (`stage` picks the map published, 1 =
+coarsest .. 5 = finest; without instances the network stops there), cluster the instance classes'
 pixels by their embeddings, keep each object's id while its mask overlaps its last one. /diagnostics shows
 the milliseconds of each phase (network, label map, instances, tracking). The overlay is only drawn while
 someone subscribes to it.
@@ -54,8 +54,10 @@ class StreetSegmenter(PerceptionNode):
               read_only=True),
         *RUNTIME_PARAMS,
         Param.of(StreetSettings, "stage", f"Label map published: 1 = coarsest (1/{STAGE_STRIDES[0]}) .. "
-                 f"{len(STAGE_STRIDES)} = finest (1/{STAGE_STRIDES[-1]})", min=1, max=len(STAGE_STRIDES)),
-        Param.of(StreetSettings, "instances", "Segment car and person instances"),
+                 f"{len(STAGE_STRIDES)} = finest (1/{STAGE_STRIDES[-1]}); without instances the network stops "
+                 "there, which saves the finer stages' time", min=1, max=len(STAGE_STRIDES), read_only=True),
+        Param.of(StreetSettings, "instances", "Segment car and person instances (they need every stage)",
+                 read_only=True),
         Param.of(StreetSettings, "score_threshold", "Instances scoring below this (mean class probability over "
                  "their pixels) are dropped", min=0.0, max=1.0),
         Param.of(StreetSettings, "track_iou", "Least mask IoU with its last mask for an instance to keep its id",
@@ -78,8 +80,10 @@ class StreetSegmenter(PerceptionNode):
         self._markers_pub = self.create_publisher(MarkerArray, "instance_markers", 10)
         self._overlay_pub = self.create_publisher(Image, "debug_image", 1)
         try:
-            predictor, self.backend = open_street_predictor(p.model, p.backend, p.device, p.precision, p.threads)
-            self.pipeline = StreetPipeline(predictor, StreetSettings.from_params(p))
+            settings = StreetSettings.from_params(p)
+            predictor, self.backend = open_street_predictor(p.model, p.backend, p.device, p.precision, p.threads,
+                                                            settings)
+            self.pipeline = StreetPipeline(predictor, settings)
             meta = predictor.metadata
             self._class_map_pub.publish(class_map(Header(stamp=self.get_clock().now().to_msg()),
                                                   predictor.class_names, predictor.label_ids,

@@ -5,6 +5,7 @@ CPU until held-out figures show int8 keeps the accuracy."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from refine_perception.models.lrn.network import STAGE_STRIDES
 from refine_perception.models.lrn.weights import FORMAT, load_lrn
 from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.runtime.kinds import NetworkKind
+from refine_perception.runtime.model import LoadedModel
 
 CALIBRATION_SEED = 97
 CALIBRATION_IMAGES = 16
@@ -35,3 +37,14 @@ LABEL_REFINEMENT = NetworkKind(
     calibration=calibration_images,
     calibration_tag=f"cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}",
 )
+
+
+def truncated_model(model: LoadedModel, stages: int, embedding: bool) -> LoadedModel:
+    """The loaded model as a graph of its first `stages` label maps (and the embedding only with
+    `embedding`): its own kind name, so its exports and engines are cached apart from the full graph's."""
+    if (stages, embedding) == (len(STAGE_STRIDES), True):
+        return model
+    names = (*OUTPUT_NAMES[:stages], *(OUTPUT_NAMES[-1:] if embedding else ()))
+    kind = replace(model.kind, name=f"{model.kind.name}-{stages}stages{'-embedding' if embedding else ''}",
+                   output_names=names)
+    return replace(model, kind=kind, module=model.module.truncated(stages, embedding))

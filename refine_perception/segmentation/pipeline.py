@@ -43,11 +43,14 @@ class StreetSettings(FromParams):
 
 
 def open_street_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",
-                          threads: int = 0) -> tuple[StreetPredictor, str]:
+                          threads: int = 0, settings: StreetSettings | None = None) -> tuple[StreetPredictor, str]:
     """The predictor of `model` (empty: the shipped default) on the runtime backend asked for, and a
-    description of it. Raises ModelFileError/BackendError/UnsupportedCombination."""
+    description of it; without instances (`settings`), the network stops at the published stage.
+    Raises ModelFileError/BackendError/UnsupportedCombination."""
     path = Path(model) if model else default_street_model_path()
-    predictor, info = StreetPredictor.from_file(path, RuntimeConfig.of_node(backend, device, precision, threads))
+    s = settings or StreetSettings()
+    predictor, info = StreetPredictor.from_file(path, RuntimeConfig.of_node(backend, device, precision, threads),
+                                                stages=s.stage, instances=s.instances)
     return predictor, str(info)
 
 
@@ -66,8 +69,10 @@ class StreetPipeline:
     """Per frame: the network, the chosen stage's label map, the instances and their tracks."""
 
     def __init__(self, predictor: StreetPredictor, settings: StreetSettings) -> None:
-        if not 1 <= settings.stage <= len(STAGE_STRIDES):
-            raise ValueError(f"stage must be 1..{len(STAGE_STRIDES)}, got {settings.stage}")
+        if not 1 <= settings.stage <= predictor.stages or (settings.instances and not predictor.embedding):
+            raise ValueError(f"stage {settings.stage}{' with instances' if settings.instances else ''} is not "
+                             f"computed by this predictor (stages 1..{predictor.stages}, embedding "
+                             f"{predictor.embedding})")
         self.predictor = predictor
         self.settings = settings
         self.tracker = MaskTracker(settings.track_iou, settings.track_max_missed)
@@ -76,8 +81,6 @@ class StreetPipeline:
 
     def __call__(self, image: np.ndarray) -> StreetFrame:
         s = self.settings
-        if not 1 <= s.stage <= len(STAGE_STRIDES):
-            raise ValueError(f"stage must be 1..{len(STAGE_STRIDES)}, got {s.stage}")
         self.tracker.min_iou, self.tracker.max_missed = s.track_iou, s.track_max_missed
         timings: dict[str, float] = {}
         (result,) = self.predictor([image], stages=[s.stage - 1], instances=s.instances, timings=timings)

@@ -29,7 +29,8 @@ from refine_perception.models.lrn.network import STAGE_STRIDES, LabelRefinementN
 from refine_perception.models.lrn.weights import FORMAT, architecture
 from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.models.threads import intra_op_threads
-from refine_perception.runtime import BackendInfo, RuntimeConfig, open_task_network
+from refine_perception.runtime import BackendInfo, RuntimeConfig, load_task_model, open_model
+from refine_perception.segmentation.network import truncated_model
 
 EAGER_CPU = RuntimeConfig(backend="torch", device="cpu", precision="fp32")
 MIN_INSTANCE_PIXELS = 16  # at the embedding's resolution (half the network input)
@@ -62,9 +63,10 @@ def upsampled_labels(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 class StreetPredictor:
     """A label refinement network with its pre- and post-processing. `run` maps a float32 (B, 3, H, W)
-    batch to the raw outputs."""
+    batch to the raw outputs: the first `stages` label maps and, with `embedding`, the embedding."""
 
-    def __init__(self, run: Callable[[np.ndarray], RawOutputs], header: dict[str, Any], threads: int = 0) -> None:
+    def __init__(self, run: Callable[[np.ndarray], RawOutputs], header: dict[str, Any], threads: int = 0,
+                 stages: int = len(STAGE_STRIDES), embedding: bool = True) -> None:
         self.run = run
         self.input_size = (int(header["input_height"]), int(header["input_width"]))
         self.class_names: list[str] = list(header["class_names"])
@@ -74,6 +76,8 @@ class StreetPredictor:
                                        min_pixels=MIN_INSTANCE_PIXELS)
         self.threads = threads
         self.metadata: dict[str, Any] = dict(header)
+        self.stages = stages
+        self.embedding = embedding
 
     @classmethod
     def from_model(cls, model: LabelRefinementNet, device: str | torch.device = "cpu") -> StreetPredictor:
@@ -84,29 +88,36 @@ class StreetPredictor:
         def run(batch: np.ndarray) -> RawOutputs:
             return tuple(out.float().cpu().numpy() for out in model(torch.from_numpy(batch).to(device)))
 
-        return cls(run, {"format": FORMAT, **architecture(model)})
+        return cls(run, {"format": FORMAT, **architecture(model)}, 0, model.active_stages, model.with_embedding)
 
     @classmethod
-    def from_file(cls, path: str | Path, config: RuntimeConfig = EAGER_CPU) -> tuple[StreetPredictor, BackendInfo]:
+    def from_file(cls, path: str | Path, config: RuntimeConfig = EAGER_CPU, stages: int = len(STAGE_STRIDES),
+                  instances: bool = True) -> tuple[StreetPredictor, BackendInfo]:
         """The predictor of the model file at `path` on the runtime backend `config` asks for, and what runs
-        it. Raises ModelFileError, BackendError or UnsupportedCombination."""
-        network = open_task_network(path, FORMAT, config)
-        return cls(network, network.metadata, config.threads), network.info
+        it. Without `instances`, the network stops after `stages` label maps (instances need the finest
+        map and the embedding, hence all of them). Raises ModelFileError, BackendError or
+        UnsupportedCombination."""
+        stages = len(STAGE_STRIDES) if instances else stages
+        network = open_model(truncated_model(load_task_model(path, FORMAT), stages, instances), config)
+        return cls(network, network.metadata, config.threads, stages, instances), network.info
 
     def __call__(self, images: Sequence[np.ndarray], stages: Sequence[int] | None = None, instances: bool = True,
                  timings: dict[str, float] | None = None) -> list[StreetResult]:
         """Each image's results: the label maps of `stages` (indices into STAGE_STRIDES, coarse to fine;
-        default all) and, with `instances`, its instances. `timings` (if given) receives the milliseconds
-        of the network, the label maps and the instances, over the whole batch."""
-        wanted = list(range(len(STAGE_STRIDES))) if stages is None else list(stages)
-        if not wanted or not all(0 <= k < len(STAGE_STRIDES) for k in wanted):
-            raise ValueError(f"stages must index the {len(STAGE_STRIDES)} stages, got {wanted}")
+        default all the network computes) and, with `instances`, its instances. `timings` (if given)
+        receives the milliseconds of the network, the label maps and the instances, over the whole batch."""
+        wanted = list(range(self.stages)) if stages is None else list(stages)
+        if not wanted or not all(0 <= k < self.stages for k in wanted):
+            raise ValueError(f"stages must index the {self.stages} stages this network computes, got {wanted}")
+        if instances and not self.embedding:
+            raise ValueError("this network was opened without its embedding: no instances")
         if not images:
             return []
         clock = {"start": time.perf_counter(), "labels": 0.0, "instances": 0.0}
         with intra_op_threads(self.threads):
             batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
-            *stage_logits, embedding = self.run(batch)
+            outputs = self.run(batch)
+            stage_logits, embedding = outputs[: self.stages], (outputs[self.stages] if self.embedding else None)
             network_done = time.perf_counter()
             results = []
             for i, image in enumerate(images):
@@ -114,7 +125,8 @@ class StreetPredictor:
                 started = time.perf_counter()
                 labels = [upsampled_labels(stage_logits[k][i], size) for k in wanted]
                 middle = time.perf_counter()
-                found = self.instances(stage_logits[-1][i], embedding[i], size) if instances else []
+                found = self.instances(stage_logits[-1][i], embedding[i], size) if embedding is not None and \
+                    instances else []
                 clock["labels"] += middle - started
                 clock["instances"] += time.perf_counter() - middle
                 results.append(StreetResult(labels, found))

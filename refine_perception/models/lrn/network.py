@@ -20,6 +20,7 @@ forward pass (models/discriminative).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
@@ -74,7 +75,8 @@ class EmbeddingDecoder(nn.Module):
 
 class LabelRefinementNet(nn.Module):
     """Outputs, as a tuple: the label logits of every stage, coarse to fine (N, C, H / s, W / s) for s in
-    STAGE_STRIDES, then the embedding (N, D, H / 2, W / 2).
+    STAGE_STRIDES, then the embedding (N, D, H / 2, W / 2); of a `truncated` view, its stages and the
+    embedding only if it keeps it.
 
     Besides the weights the model carries what its file must record: the class names and the Cityscapes
     label id of each class (how ground truth maps onto the outputs), which classes have instances, the
@@ -119,12 +121,26 @@ class LabelRefinementNet(nn.Module):
         pyramid = self.encoder.pyramid_channels  # strides 2, 4, 8, 16, 32
         self.coarse = nn.Sequential(conv_bn_relu(pyramid[-1], decoder_channels), nn.Conv2d(decoder_channels,
                                                                                            num_classes, 1))
-        self.stages = nn.ModuleList(RefinementStage(c, num_classes, decoder_channels) for c in reversed(pyramid[:-1]))
+        # a stage works at most with as many channels as its skip features have: the finest stages run on
+        # 4x and 16x the pixels of the stride-8 one, and would otherwise cost more than the whole encoder
+        self.stages = nn.ModuleList(RefinementStage(c, num_classes, min(decoder_channels, c))
+                                    for c in reversed(pyramid[:-1]))
         self.embedding = EmbeddingDecoder(pyramid, embedding_channels, embedding_dim)
+        self.active_stages = len(STAGE_STRIDES)  # what forward computes (see `truncated`)
+        self.with_embedding = True
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    def truncated(self, stages: int, embedding: bool) -> LabelRefinementNet:
+        """The same network (shared weights) computing only its first `stages` label maps, and the
+        embedding only with `embedding`: what a node stopping early runs, at the cost of the stages kept."""
+        if not 1 <= stages <= len(STAGE_STRIDES):
+            raise ValueError(f"stages must be 1..{len(STAGE_STRIDES)}, got {stages}")
+        view = copy.copy(self)  # a new object over the same submodules and parameters
+        view.active_stages, view.with_embedding = int(stages), bool(embedding)
+        return view
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
         if images.ndim != 4 or images.shape[1] != 3 or images.shape[2] % SIZE_MULTIPLE or images.shape[3] % SIZE_MULTIPLE:
@@ -132,6 +148,6 @@ class LabelRefinementNet(nn.Module):
                              f"{tuple(images.shape)}")
         pyramid = self.encoder.pyramid(images)
         maps = [self.coarse(pyramid[-1])]
-        for stage, skip in zip(self.stages, reversed(pyramid[:-1])):
+        for stage, skip in zip(self.stages[: self.active_stages - 1], reversed(pyramid[:-1])):
             maps.append(stage(maps[-1], skip))
-        return (*maps, self.embedding(pyramid))
+        return (*maps, self.embedding(pyramid)) if self.with_embedding else tuple(maps)
