@@ -171,6 +171,15 @@ def test_upsampled_labels_put_the_edge_between_stage_pixels() -> None:
     assert labels[0].tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+def test_upsampled_labels_are_the_argmax_of_the_upsampled_logits() -> None:
+    import cv2
+
+    logits = np.random.default_rng(1).standard_normal((9, 12, 20)).astype(np.float32)
+    logits[3, 0, 0] = logits[5, 0, 0] = 9.0  # a tie goes to the lower class, as argmax breaks it
+    planes = cv2.resize(np.ascontiguousarray(logits.transpose(1, 2, 0)), (80, 48), interpolation=cv2.INTER_LINEAR)
+    assert np.array_equal(upsampled_labels(logits, (48, 80)), planes.argmax(axis=2))
+
+
 def test_predictor_clusters_planted_instances() -> None:
     """Two cars side by side in the finest map, told apart only by their embeddings; a person apart."""
     header = {"input_height": 64, "input_width": 128, "class_names": list(CLASSES), "label_ids": list(IDS),
