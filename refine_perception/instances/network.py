@@ -7,26 +7,15 @@ fp32 mask AP; int8 can be asked for explicitly meanwhile."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-from torch import nn
-
 from refine_perception.data.synthetic.sticks import render_sticks
 from refine_perception.models.discriminative import weights as discriminative_weights
-from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.models.spatial_embeddings.weights import FORMAT, load_spatial_embeddings
-from refine_perception.runtime.kinds import NetworkKind
+from refine_perception.runtime.kinds import NetworkKind, rendered_calibration
 
 CALIBRATION_SEED = 97
 CALIBRATION_IMAGES = 32
 CALIBRATION_TAG = f"cal{CALIBRATION_IMAGES}s{CALIBRATION_SEED}"
-
-
-def calibration_images(model: nn.Module, metadata: dict[str, Any]) -> list[np.ndarray]:
-    return [to_network(crop_resize(render_sticks(np.random.SeedSequence([CALIBRATION_SEED, k])).image, 0,
-                                   model.input_size))
-            for k in range(CALIBRATION_IMAGES)]
+calibration_images = rendered_calibration(lambda seed: render_sticks(seed).image, CALIBRATION_SEED, CALIBRATION_IMAGES)
 
 
 SPATIAL_EMBEDDINGS = NetworkKind(

@@ -50,6 +50,19 @@ class NetworkKind:
     input_name: str = "images"
 
 
+def rendered_calibration(render: Callable[[np.random.SeedSequence], np.ndarray], seed: int,
+                         count: int) -> Callable[[nn.Module, dict[str, Any]], list[np.ndarray]]:
+    """A kind's `calibration`: `count` BGR images `render(SeedSequence([seed, k]))`, resized as the nodes
+    resize camera images to the network's input."""
+    from refine_perception.models.preprocess import crop_resize, to_network
+
+    def calibration(model: nn.Module, metadata: dict[str, Any]) -> list[np.ndarray]:
+        return [to_network(crop_resize(render(np.random.SeedSequence([seed, k])), 0, model.input_size))
+                for k in range(count)]
+
+    return calibration
+
+
 def file_format(path: Path) -> str:
     """The format tag in the model file's header, read without loading the weights."""
     if not path.is_file():

@@ -6,27 +6,17 @@ CPU until held-out figures show int8 keeps the accuracy."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Any
-
-import numpy as np
-from torch import nn
 
 from refine_perception.data.synthetic.street import render_street
 from refine_perception.models.lrn.network import STAGE_STRIDES
 from refine_perception.models.lrn.weights import FORMAT, load_lrn
-from refine_perception.models.preprocess import crop_resize, to_network
-from refine_perception.runtime.kinds import NetworkKind
+from refine_perception.runtime.kinds import NetworkKind, rendered_calibration
 from refine_perception.runtime.model import LoadedModel
 
 CALIBRATION_SEED = 97
 CALIBRATION_IMAGES = 16
 OUTPUT_NAMES = (*(f"labels_s{stride}" for stride in STAGE_STRIDES), "embedding")
-
-
-def calibration_images(model: nn.Module, metadata: dict[str, Any]) -> list[np.ndarray]:
-    return [to_network(crop_resize(render_street(np.random.SeedSequence([CALIBRATION_SEED, k])).image, 0,
-                                   model.input_size))
-            for k in range(CALIBRATION_IMAGES)]
+calibration_images = rendered_calibration(lambda seed: render_street(seed).image, CALIBRATION_SEED, CALIBRATION_IMAGES)
 
 
 LABEL_REFINEMENT = NetworkKind(

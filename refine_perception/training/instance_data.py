@@ -21,10 +21,10 @@ from refine_perception.instances.result import InstanceResult
 from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.training.augment import augment_instances
 from refine_perception.training.config import AugmentConfig, SticksDataConfig
-from refine_perception.training.sources import ConcatenatedSources
+from refine_perception.training.sources import ConcatenatedSources, SceneSource
 
 
-class SticksSource:
+class SticksSource(SceneSource):
     """Indexable (BGR image, uint16 instance ids) pairs of one configured dataset."""
 
     def __init__(self, config: SticksDataConfig) -> None:
@@ -37,15 +37,9 @@ class SticksSource:
             except (OSError, ValueError, KeyError) as error:
                 raise FileNotFoundError(f"{path}: not a sticks split written by `refine-perception data generate "
                                         f"sticks` ({error})") from error
-        available = len(self.entries) if config.kind == "disk" else config.size
-        self.length = min(available, config.limit) if config.limit > 0 else available
+        super().__init__(len(self.entries) if config.kind == "disk" else None, config.size, config.limit)
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= index < self.length:
-            raise IndexError(f"scene {index} of a source with {self.length}")
+    def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         if c.kind == "synthetic":
             scene = render_sticks(np.random.SeedSequence([c.seed, index]), c.image_width, c.image_height)

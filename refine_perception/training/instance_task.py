@@ -39,6 +39,17 @@ class ModelFiles:
     save: Callable[..., dict[str, Any]]
     load: Callable[[str | Path], tuple[nn.Module, dict[str, Any]]]
 
+    def initialised(self, model: nn.Module, init: str) -> nn.Module:
+        """`model` with the weights of file `init` (a config's `model.init`; "": left as it is), which must
+        hold the same architecture."""
+        if init:
+            start, _ = self.load(init)
+            if self.architecture(start) != self.architecture(model):
+                raise ModelFileError(f"{init}: architecture {self.architecture(start)} differs from the "
+                                     f"config's {self.architecture(model)}")
+            model.load_state_dict(start.state_dict())
+        return model
+
 
 MODEL_FILES = {
     "spatial_embeddings": ModelFiles(spatial_weights.FORMAT, spatial_weights.ARCHITECTURE_KEYS,
@@ -81,15 +92,7 @@ class InstanceTask:
         self.collate = collate
 
     def build_model(self) -> nn.Module:
-        model = build_network(self.config)
-        init = self.config.model.init
-        if init:
-            start, _ = self.files.load(init)
-            if self.files.architecture(start) != self.files.architecture(model):
-                raise ModelFileError(f"{init}: architecture {self.files.architecture(start)} differs from the "
-                                     f"config's {self.files.architecture(model)}")
-            model.load_state_dict(start.state_dict())
-        return model
+        return self.files.initialised(build_network(self.config), self.config.model.init)
 
     def training_set(self) -> InstanceTrainingSet:
         c = self.config

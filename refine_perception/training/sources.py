@@ -17,6 +17,27 @@ class Source(Protocol):
     def __getitem__(self, index: int) -> Any: ...
 
 
+class SceneSource:
+    """(BGR image, uint16 id map) pairs of one configured dataset: `stored` scenes read from disk, or, with
+    `stored` None, `size` scenes rendered from a seed; `limit` > 0 keeps the first `limit`. Subclasses give
+    scene `index` in `scene`, which only ever sees a valid index."""
+
+    def __init__(self, stored: int | None, size: int, limit: int) -> None:
+        available = size if stored is None else stored
+        self.length = min(available, limit) if limit > 0 else available
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"scene {index} of a source with {self.length}")
+        return self.scene(index)
+
+    def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+
 class ConcatenatedSources(Dataset):
     """Sources concatenated; subclasses turn an item into a training sample in `__getitem__`."""
 

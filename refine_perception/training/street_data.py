@@ -22,10 +22,10 @@ from refine_perception.segmentation.classes import class_lookup, label_ids_of
 from refine_perception.training.augment import augment_instances
 from refine_perception.training.config import AugmentConfig, StreetDataConfig
 from refine_perception.training.instance_data import resize_ids
-from refine_perception.training.sources import ConcatenatedSources
+from refine_perception.training.sources import ConcatenatedSources, SceneSource
 
 
-class StreetSource:
+class StreetSource(SceneSource):
     """Indexable (BGR image, instanceIds (H, W) uint16) pairs of one configured dataset."""
 
     def __init__(self, config: StreetDataConfig) -> None:
@@ -36,15 +36,9 @@ class StreetSource:
             if not self.samples:
                 raise FileNotFoundError(f"{config.root}: no gtFine/{config.split}/*/*_gtFine_labelIds.png (a "
                                         "Cityscapes layout, as `refine-perception data generate street` writes)")
-        available = len(self.samples) if config.kind == "cityscapes" else config.size
-        self.length = min(available, config.limit) if config.limit > 0 else available
+        super().__init__(len(self.samples) if config.kind == "cityscapes" else None, config.size, config.limit)
 
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        if not 0 <= index < self.length:
-            raise IndexError(f"scene {index} of a source with {self.length}")
+    def scene(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         c = self.config
         if c.kind == "synthetic":
             scene = render_street(np.random.SeedSequence([c.seed, index]), c.image_width, c.image_height)

@@ -17,7 +17,6 @@ from refine_perception.models.lrn import weights as lrn_weights
 from refine_perception.models.lrn.loss import LabelRefinementLoss
 from refine_perception.models.lrn.network import STAGE_STRIDES, LabelRefinementNet
 from refine_perception.models.lrn.weights import architecture, load_lrn, save_lrn
-from refine_perception.models.model_file import ModelFileError
 from refine_perception.segmentation.classes import IGNORE_LABEL, label_ids_of
 from refine_perception.segmentation.predict import StreetPredictor
 from refine_perception.training.config import StreetTrainConfig
@@ -50,15 +49,7 @@ class StreetTask:
         self.collate = collate
 
     def build_model(self) -> nn.Module:
-        model = build_network(self.config)
-        init = self.config.model.init
-        if init:
-            start, _ = load_lrn(init)
-            if architecture(start) != architecture(model):
-                raise ModelFileError(f"{init}: architecture {architecture(start)} differs from the config's "
-                                     f"{architecture(model)}")
-            model.load_state_dict(start.state_dict())
-        return model
+        return MODEL_FILES.initialised(build_network(self.config), self.config.model.init)
 
     def training_set(self) -> StreetTrainingSet:
         c = self.config
