@@ -74,13 +74,22 @@ class InstanceTrainingSet(ConcatenatedSources):
         self.augment_config = augment_config
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        source, local = self.locate(index)
-        image, ids = source[local]
-        image = crop_resize(image, 0, self.input_size)
-        ids = resize_ids(ids, self.input_size)
-        if self.augment_config is not None:
-            image, ids = augment_instances(image, ids, self.augment_config, self.rng(index))
+        image, ids = network_pair(self, index, self.input_size, self.augment_config)
         return torch.from_numpy(to_network(image)[0]), torch.from_numpy(ids.astype(np.int64))
+
+
+def network_pair(sources: ConcatenatedSources, index: int, input_size: tuple[int, int],
+                 augment_config: AugmentConfig | None) -> tuple[np.ndarray, np.ndarray]:
+    """Sample `index` of `sources` as a uint8 image and an id map at the network's input size, the image
+    resized as the predictor resizes camera images and the ids nearest-neighbour, then augmented from
+    (seed, epoch, index) when `augment_config` is given."""
+    source, local = sources.locate(index)
+    image, ids = source[local]
+    image = crop_resize(image, 0, input_size)
+    ids = resize_ids(ids, input_size)
+    if augment_config is not None:
+        image, ids = augment_instances(image, ids, augment_config, sources.rng(index))
+    return image, ids
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

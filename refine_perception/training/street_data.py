@@ -17,11 +17,10 @@ import torch
 
 from refine_perception.data.formats import cityscapes
 from refine_perception.data.synthetic.street import render_street
-from refine_perception.models.preprocess import crop_resize, to_network
+from refine_perception.models.preprocess import to_network
 from refine_perception.segmentation.classes import class_lookup, label_ids_of
-from refine_perception.training.augment import augment_instances
 from refine_perception.training.config import AugmentConfig, StreetDataConfig
-from refine_perception.training.instance_data import resize_ids
+from refine_perception.training.instance_data import network_pair
 from refine_perception.training.sources import ConcatenatedSources, SceneSource
 
 
@@ -85,12 +84,7 @@ class StreetTrainingSet(ConcatenatedSources):
         self.augment_config = augment_config
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        source, local = self.locate(index)
-        image, ids = source[local]
-        image = crop_resize(image, 0, self.input_size)
-        ids = resize_ids(ids, self.input_size)
-        if self.augment_config is not None:
-            image, ids = augment_instances(image, ids, self.augment_config, self.rng(index))
+        image, ids = network_pair(self, index, self.input_size, self.augment_config)
         labels, instances = self.targets(ids)
         return (torch.from_numpy(to_network(image)[0]), torch.from_numpy(labels.astype(np.int64)),
                 torch.from_numpy(instances))
