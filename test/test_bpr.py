@@ -13,6 +13,7 @@ from refine_perception.models.bpr.crop import crop_patches
 from refine_perception.models.bpr.network import BoundaryRefiner
 from refine_perception.models.bpr.paste import paste_patches
 from refine_perception.models.bpr.patches import boundary_scores, box_nms, propose_patches
+from refine_perception.models.bpr.refine import PatchSettings, refine_masks, training_patches
 
 
 def disk(shape: tuple[int, int], centre: tuple[float, float], radius: float) -> np.ndarray:
@@ -96,3 +97,41 @@ def test_refiner_shapes() -> None:
     assert net(torch.rand(5, 4, 64, 64)).shape == (5, 1, 64, 64)
     with pytest.raises(ValueError):
         net(torch.rand(1, 4, 30, 30))
+
+
+def test_refine_masks_in_one_batch_with_a_perfect_refiner() -> None:
+    """A refiner that answers with the ground truth of each patch (read back from the patch coordinates)
+    turns both coarse masks into the truth along their boundary, in one call for both instances."""
+    truth = [disk((96, 128), (48, 40), 25), disk((96, 128), (50, 95), 20)]
+    coarse = [disk((96, 128), (46, 42), 22), disk((96, 128), (52, 93), 23)]
+    image = np.zeros((96, 128, 3), np.uint8)
+    settings = PatchSettings(patch_size=32, input_size=32, nms_threshold=0.55)
+    answers = []
+    for mask, gt in zip(coarse, truth):
+        for x0, y0, x1, y1 in propose_patches(mask, 32, 0.55):
+            answers.append(torch.from_numpy(gt[y0:y1, x0:x1].astype(np.float32)) * 40 - 20)
+    calls = []
+
+    def run(batch: torch.Tensor) -> torch.Tensor:
+        calls.append(len(batch))
+        return torch.stack(answers)[:, None]
+
+    refined, patches = refine_masks(image, coarse, run, settings)
+    assert calls == [patches] == [len(answers)]
+    for got, gt, mask in zip(refined, truth, coarse):
+        band = boundary_scores(mask) > 0
+        assert np.array_equal(got[band], gt[band])
+    assert refine_masks(image, [], run, settings) == ([], 0)
+
+
+def test_training_patches_take_the_best_matching_object() -> None:
+    image = np.zeros((96, 128, 3), np.uint8)
+    a, b = disk((96, 128), (48, 40), 25), disk((96, 128), (48, 90), 20)
+    predicted = disk((96, 128), (47, 41), 24)  # a's, slightly off
+    settings = PatchSettings(patch_size=32, input_size=32)
+    inputs, targets = training_patches(image, [(26, predicted), (24, b), (26, np.zeros_like(a))], [(26, a), (26, b)],
+                                       settings)
+    boxes = propose_patches(predicted, 32, 0.25)
+    assert inputs.shape == (len(boxes), 4, 32, 32) and targets.shape == (len(boxes), 32, 32)  # only the match
+    for (x0, y0, x1, y1), target in zip(boxes, targets):
+        assert np.array_equal(target.numpy().astype(bool), a[y0:y1, x0:x1])
