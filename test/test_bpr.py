@@ -135,3 +135,26 @@ def test_training_patches_take_the_best_matching_object() -> None:
     assert inputs.shape == (len(boxes), 4, 32, 32) and targets.shape == (len(boxes), 32, 32)  # only the match
     for (x0, y0, x1, y1), target in zip(boxes, targets):
         assert np.array_equal(target.numpy().astype(bool), a[y0:y1, x0:x1])
+
+
+def test_model_file_on_the_shared_runtime(tmp_path) -> None:
+    from refine_perception.models.bpr.weights import load_bpr, save_bpr
+    from refine_perception.runtime import RuntimeConfig, open_network
+
+    torch.manual_seed(0)
+    path = tmp_path / "bpr.safetensors"
+    save_bpr(path, BoundaryRefiner((4, 8), patch_size=32, input_size=32).eval())
+    model, metadata = load_bpr(path)
+    assert (model.patch_size, model.input_size, metadata["channels"]) == (32, (32, 32), [4, 8])
+    patches = np.random.default_rng(0).uniform(-1, 1, (3, 4, 32, 32)).astype(np.float32)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(patches)).numpy()
+    onnx = open_network(path, RuntimeConfig("onnxruntime", "cpu", "fp32", cache_dir=str(tmp_path / "cache")))
+    (logits,) = onnx(patches)
+    assert np.allclose(logits, expected, atol=1e-4)
+    int8 = open_network(path, RuntimeConfig("onnxruntime", "cpu", "int8", cache_dir=str(tmp_path / "cache")))
+    assert int8(patches)[0].shape == (3, 1, 32, 32)
+    with pytest.raises(ValueError, match=r"\(B, 4, 32, 32\)"):
+        onnx(patches[:, :3])
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        onnx(patches * 3)

@@ -18,7 +18,7 @@ OPSET = 17
 def export_onnx(model: LoadedModel, path: Path, opset: int = OPSET) -> None:
     """Trace the eval-mode network on the CPU in fp32 with a free batch axis."""
     kind = model.kind
-    example = torch.rand(1, 3, *model.input_size, generator=torch.Generator().manual_seed(0))
+    example = torch.from_numpy(model.example_batch())
     axes = {name: {0: "batch"} for name in (kind.input_name, *kind.output_names)}
     with warnings.catch_warnings():  # the legacy exporter's notices, not problems of this model
         warnings.simplefilter("ignore", DeprecationWarning)

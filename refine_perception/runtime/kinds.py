@@ -24,6 +24,7 @@ KINDS = {
     "refine_perception.spatial_embeddings/1": "refine_perception.instances.network:SPATIAL_EMBEDDINGS",
     "refine_perception.discriminative/1": "refine_perception.instances.network:DISCRIMINATIVE",
     "refine_perception.lrn/1": "refine_perception.segmentation.network:LABEL_REFINEMENT",
+    "refine_perception.bpr/1": "refine_perception.boundaries.network:BOUNDARY_REFINER",
 }
 
 
@@ -36,7 +37,8 @@ class NetworkKind:
     training or test split uses, named by `calibration_tag` in the cached file's name. `float_layers` are
     ONNX node-name prefixes left in fp32 by int8 quantisation. `int8_auto`: precision `auto` runs int8 on the
     CPU, set once held-out figures showed int8 keeps the kind's accuracy. `export_version` is raised whenever
-    the exported graph changes for the same weights."""
+    the exported graph changes for the same weights. Inputs are images unless `input_channels` and
+    `input_range` say otherwise (a patch network takes an image and a mask channel in [-1, 1])."""
 
     name: str
     file_format: str
@@ -48,6 +50,8 @@ class NetworkKind:
     float_layers: tuple[str, ...] = ()
     int8_auto: bool = False
     input_name: str = "images"
+    input_channels: int = 3  # the input batch is (B, input_channels, H, W) float32 ...
+    input_range: tuple[float, float] = (0.0, 1.0)  # ... within this range (images: BGR / 255)
 
 
 def rendered_calibration(render: Callable[[np.random.SeedSequence], np.ndarray], seed: int,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from torch import nn
 
 from refine_perception.models.model_file import sha256
@@ -26,6 +27,12 @@ class LoadedModel:
     def input_size(self) -> tuple[int, int]:
         height, width = self.module.input_size
         return int(height), int(width)
+
+    def example_batch(self, seed: int = 0) -> np.ndarray:
+        """A random (1, C, H, W) float32 batch within the kind's input range (exports, timings)."""
+        low, high = self.kind.input_range
+        rng = np.random.default_rng(seed)
+        return (low + (high - low) * rng.random((1, self.kind.input_channels, *self.input_size))).astype(np.float32)
 
 
 def load_model(path: str | Path) -> LoadedModel:

@@ -228,7 +228,7 @@ def _fastest(model: LoadedModel, options: list[tuple[str, str]], config: Runtime
 def _measure(model: LoadedModel, options: list[tuple[str, str]], config: RuntimeConfig
              ) -> tuple[Network, dict[str, float], bool]:
     """The fastest candidate that opens, every candidate's median ms, and whether all of them opened."""
-    batch = np.random.default_rng(0).random((1, 3, *model.input_size), dtype=np.float32)
+    batch = model.example_batch()
     opened: dict[str, Network] = {}
     problems = []
     for name, precision in options:

@@ -52,7 +52,7 @@ def build_engine(model: LoadedModel, onnx_path: Path, engine_file: Path, precisi
     if precision == "fp16":  # deprecated from TensorRT 10.12 in favour of strongly typed networks, still honoured
         config.set_flag(trt.BuilderFlag.FP16)
     profile = builder.create_optimization_profile()
-    shape = (3, *model.input_size)
+    shape = (model.kind.input_channels, *model.input_size)
     profile.set_shape(model.kind.input_name, (1, *shape), (max_batch, *shape), (max_batch, *shape))
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)

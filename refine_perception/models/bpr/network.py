@@ -24,13 +24,20 @@ def _block(in_channels: int, out_channels: int) -> nn.Sequential:
 
 class BoundaryRefiner(nn.Module):
     """(K, 4, S, S) patches (image channels, then the mask in {-1, +1}) to (K, 1, S, S) foreground logits;
-    S a multiple of 2^(len(channels) - 1)."""
+    S a multiple of 2^(len(channels) - 1). The model records the patch side it was trained on (image pixels
+    per patch) and S (`input_size`, what the patches are resized to)."""
 
-    def __init__(self, channels: Sequence[int] = (16, 32, 64)) -> None:
+    def __init__(self, channels: Sequence[int] = (16, 32, 64), patch_size: int = 64, input_size: int = 128) -> None:
         super().__init__()
         if len(channels) < 2 or min(channels) < 1:
             raise ValueError(f"need at least two scales of >= 1 channel, got {tuple(channels)}")
+        multiple = 2 ** (len(channels) - 1)
+        if patch_size < 1 or input_size < multiple or input_size % multiple:
+            raise ValueError(f"need patch_size >= 1 and input_size a positive multiple of {multiple}, got "
+                             f"{patch_size} and {input_size}")
         self.channels = tuple(int(c) for c in channels)
+        self.patch_size = int(patch_size)
+        self.input_size = (int(input_size), int(input_size))
         self.down = nn.ModuleList(_block(c_in, c_out) for c_in, c_out in zip((4, *self.channels[:-1]), self.channels))
         self.up = nn.ModuleList(_block(c_deep + c_skip, c_skip)
                                 for c_deep, c_skip in zip(self.channels[:0:-1], self.channels[-2::-1]))
