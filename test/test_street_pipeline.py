@@ -75,3 +75,26 @@ def test_synthetic_street_source_renders_each_scene_once() -> None:
     assert np.array_equal(frames[1].image, scene.image) and np.allclose(frames[1].camera_matrix, scene.camera.K)
     with pytest.raises(SourceError, match="unknown option"):
         open_source("synthetic:street?colour=red")
+
+
+def test_tracker_keeps_a_thin_object() -> None:
+    """A 3 px wide pole-like person keeps its id although it falls between every 4th column."""
+    mask = np.zeros((64, 640), bool)
+    mask[10:40, 501:504] = True
+    tracker = MaskTracker()
+    assert [tracker.update([24], [mask]) for _ in range(3)] == [[1], [1], [1]] and len(tracker.tracks) == 1
+
+
+def test_non_finite_network_output_is_refused(tmp_path: Path) -> None:
+    predictor, _ = open_street_predictor(str(write_car_model(tmp_path / "cars.safetensors")), threads=1)
+    run = predictor.run
+    predictor.run = lambda batch: tuple(np.full_like(out, np.nan) for out in run(batch))
+    with pytest.raises(FloatingPointError):
+        predictor([np.zeros((128, 256, 3), np.uint8)])
+
+
+def test_tiny_images_give_no_empty_instances(tmp_path: Path) -> None:
+    predictor, _ = open_street_predictor(str(write_car_model(tmp_path / "cars.safetensors")), threads=1)
+    for size in ((1, 1), (3, 7), (2, 300)):
+        (result,) = predictor([np.full((*size, 3), 90, np.uint8)])
+        assert result.stage_labels[-1].shape == size and all(p.mask.any() for p in result.instances)

@@ -88,3 +88,50 @@ def test_an_unreadable_image_is_listed_and_scored_as_missed(street_bag: Path, pa
         return msg
 
     assert_bad_frame_scored_as_missing(street_bag, 2, corrupt, tmp_path, "--params", str(params))
+
+
+def test_bag_write_refuses_two_sources_and_leaves_nothing_on_failure(tmp_path: Path) -> None:
+    import subprocess
+
+    from replay_checks import CLI
+
+    (tmp_path / "empty").mkdir()
+    for extra in (["--source", SOURCE, "--cityscapes", str(tmp_path)], ["--cityscapes", str(tmp_path / "empty")]):
+        done = subprocess.run([*CLI, "bag", "write", str(tmp_path / "out"), *extra], capture_output=True, text=True,
+                              timeout=120)
+        assert done.returncode != 0 and "Traceback" not in done.stderr and not (tmp_path / "out").exists(), done.stderr
+
+
+def test_bad_ground_truth_is_listed_not_rescaled(tmp_path: Path) -> None:
+    """An 8-bit instance image keeps its values, a colour label image and a lone instance image are errors."""
+    from refine_perception.bags.frames import stamped
+    from refine_perception.bags.writer import BagWriter
+    from refine_perception.ros.image_messages import numpy_to_compressed, numpy_to_image
+
+    ids = np.full((8, 16), 26, np.uint8)
+    with BagWriter(tmp_path / "bag", "mcap") as writer:
+        for index, header, time_ns in stamped(range(3), 10.0, "cam"):
+            writer.write("/camera/image_raw/compressed", numpy_to_compressed(np.zeros((8, 16, 3), np.uint8), "jpeg",
+                                                                             90, header), time_ns)
+            labels = np.full((8, 16), 26, np.uint8)
+            if index != 2:
+                encoded = (numpy_to_image(labels, "mono8", header) if index == 0 else
+                           numpy_to_image(np.dstack([labels] * 3), "bgr8", header))
+                writer.write("/ground_truth/labels", encoded, time_ns)
+            writer.write("/ground_truth/instance_ids", numpy_to_image(ids, "mono8", header), time_ns)
+    bag = read_street_bag(tmp_path / "bag")
+    assert len(bag.truth) == 1 and bag.instance_truth[bag.stamps[0]].max() == 26
+    problems = " ".join(str(e) for e in bag.errors)
+    assert "encoding 'bgr8'" in problems and "/ground_truth/instance_ids at" in problems and "no /ground_truth/labels" in problems
+
+
+def test_a_results_topic_that_is_no_label_image_is_a_clear_error(street_bag: Path, params: Path, tmp_path: Path) -> None:
+    import subprocess
+
+    from replay_checks import CLI
+
+    run("replay", str(street_bag), "--out", str(tmp_path / "run"), "--mode", "offline", "--params", str(params))
+    done = subprocess.run([*CLI, "replay", str(street_bag), "--out", str(tmp_path / "again"), "--results",
+                           str(tmp_path / "run" / "results"), "--results-topic", "/instances"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and "not a topic of label images" in done.stderr and "Traceback" not in done.stderr

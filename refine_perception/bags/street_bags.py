@@ -34,10 +34,21 @@ from refine_perception.bags.reader import BagError
 from refine_perception.bags.writer import BagWriter
 from refine_perception.core.calibration import Calibration
 from refine_perception.data.formats import cityscapes
+from refine_perception.data.formats.lanes import AnnotationError
 from refine_perception.ros.image_messages import image_to_numpy, numpy_to_compressed, numpy_to_image
 
 TRUTH_LABELS_TOPIC = "/ground_truth/labels"
 TRUTH_INSTANCE_IDS_TOPIC = "/ground_truth/instance_ids"
+# ids are taken as they are, never rescaled: an 8-bit instance image holds ids < 256 (stuff only)
+TRUTH_LABELS_ENCODINGS = ("mono8", "8UC1")
+TRUTH_INSTANCE_IDS_ENCODINGS = ("mono16", "16UC1", "mono8", "8UC1")
+
+
+def _truth_pixels(msg: Any, encodings: tuple[str, ...], stamp: Stamp) -> np.ndarray:
+    """The pixels of a ground-truth image as stored (one channel, no conversion), checked for its encoding."""
+    if msg.encoding not in encodings:
+        raise BagError(f"ground truth at {stamp}: encoding {msg.encoding!r}, expected one of {', '.join(encodings)}")
+    return image_to_numpy(msg)
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,8 @@ class StreetSample:
 
 def cityscapes_samples(root: str | Path, split: str, limit: int = 0) -> Iterator[StreetSample]:
     """The samples of a Cityscapes-layout split in name order (the camera of each from our generator's
-    COCO json where it has one). Raises FileNotFoundError for a split without samples."""
+    COCO json where it has one). Raises FileNotFoundError at once for a split without samples; an unreadable
+    image or ground truth of another size than its image is an AnnotationError when reached."""
     samples = cityscapes.find_samples(root, split)
     if not samples:
         raise FileNotFoundError(f"{root}: no gtFine/{split}/*/*_gtFine_labelIds.png")
@@ -63,11 +75,18 @@ def cityscapes_samples(root: str | Path, split: str, limit: int = 0) -> Iterator
             if "camera" in image:
                 cameras[Path(image["file_name"]).name] = Calibration.pinhole(image["width"], image["height"],
                                                                                np.asarray(image["camera"]["K"]))
-    for paths in samples[:limit] if limit > 0 else samples:
+    return _read_samples(samples[:limit] if limit > 0 else samples, cameras)
+
+
+def _read_samples(samples: list[cityscapes.CityscapesPaths], cameras: dict[str, Calibration]) -> Iterator[StreetSample]:
+    for paths in samples:
         image = cv2.imread(str(paths.image), cv2.IMREAD_COLOR)
         if image is None:
-            raise FileNotFoundError(f"{paths.image}: not a readable image")
+            raise AnnotationError(paths.image, None, "not a readable image")
         truth = cityscapes.read_annotation(paths.label_ids, paths.instance_ids)
+        if truth.label_ids.shape != image.shape[:2]:
+            raise AnnotationError(paths.label_ids, None, f"ground truth {truth.label_ids.shape} differs from the "
+                                  f"image's size {image.shape[:2]}")
         yield StreetSample(image, truth.label_ids, truth.instance_ids.astype(np.uint16), cameras.get(paths.image.name))
 
 
@@ -120,18 +139,20 @@ def read_street_bag(path: str | Path, image_topic: str | None = None,
     image_topic, camera_info_topic = camera_topics(cameras, image_topic, camera_info_topic)
     compressed = scan.topics[image_topic] == IMAGE_TYPES[1]
     labels, ids, errors = {}, {}, list(scan.errors)
-    for stamp, msg in scan.decoded[TRUTH_LABELS_TOPIC].items():
-        other = scan.decoded[TRUTH_INSTANCE_IDS_TOPIC].get(stamp)
+    label_msgs, id_msgs = scan.decoded[TRUTH_LABELS_TOPIC], scan.decoded[TRUTH_INSTANCE_IDS_TOPIC]
+    for stamp in sorted(set(label_msgs) | set(id_msgs)):
         try:
-            label_ids = image_to_numpy(msg, "mono8")
-            if other is None:
-                raise BagError(f"{TRUTH_LABELS_TOPIC} at {stamp} has no {TRUTH_INSTANCE_IDS_TOPIC} partner")
-            instance_ids = image_to_numpy(other, "mono16")
+            if stamp not in label_msgs or stamp not in id_msgs:
+                have, lack = ((TRUTH_LABELS_TOPIC, TRUTH_INSTANCE_IDS_TOPIC) if stamp in label_msgs else
+                              (TRUTH_INSTANCE_IDS_TOPIC, TRUTH_LABELS_TOPIC))
+                raise BagError(f"{have} at {stamp} has no {lack} partner")
+            label_ids = _truth_pixels(label_msgs[stamp], TRUTH_LABELS_ENCODINGS, stamp)
+            instance_ids = _truth_pixels(id_msgs[stamp], TRUTH_INSTANCE_IDS_ENCODINGS, stamp)
             if instance_ids.shape != label_ids.shape:
                 raise BagError(f"ground truth at {stamp}: label and instance images differ in size")
         except (BagError, ValueError) as error:
             errors.append(BagError(str(error)))
             continue
-        labels[stamp], ids[stamp] = label_ids, instance_ids
+        labels[stamp], ids[stamp] = label_ids, instance_ids.astype(np.uint16)
     return StreetBag(Path(path), image_topic, compressed, camera_info_topic, scan.image_stamps.get(image_topic, []),
                      labels, ids, errors)

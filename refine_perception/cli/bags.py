@@ -11,6 +11,7 @@ from pathlib import Path
 from refine_perception.cli import CliError
 
 DETECTOR_PARAMS = "lane_detector.yaml"  # in a drive's bag folder: the detector parameters of its camera
+DEFAULT_SOURCE = "synthetic:drive?frames=40"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -28,8 +29,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "uses.",
     )
     write.add_argument("out", type=Path, help="bag folder to create")
-    write.add_argument("--source", default="synthetic:drive?frames=40",
-                       help="synthetic:drive?seed=..&frames=..&fps=.. (default synthetic:drive?frames=40) or "
+    write.add_argument("--source", default=None,
+                       help=f"synthetic:drive?seed=..&frames=..&fps=.. (default {DEFAULT_SOURCE}), "
                        "synthetic:sticks?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 640, 480) or "
                        "synthetic:street?seed=..&frames=..&width=..&height=.. (defaults 2, 20, 1024, 512)")
     write.add_argument("--culane", type=Path, help="CULane root (instead of --source)")
@@ -59,12 +60,15 @@ def write_bag(args: argparse.Namespace) -> int:
     from refine_perception.training.lane_data import LaneSource
 
     started = time.perf_counter()
+    given = [name for name, value in (("--source", args.source), ("--culane", args.culane),
+                                      ("--tusimple", args.tusimple), ("--cityscapes", args.cityscapes)) if value]
+    if len(given) > 1:
+        raise CliError(f"give one source, not {' and '.join(given)}")
+    args.source = args.source or ("" if given else DEFAULT_SOURCE)
     if args.source.startswith("synthetic:sticks"):
         return _write_sticks_bag(args, started)
     if args.source.startswith("synthetic:street") or args.cityscapes:
         return _write_street_bag(args, started)
-    if args.culane and args.tusimple:
-        raise CliError("give --culane or --tusimple, not both")
     if args.culane or args.tusimple:
         config = (DatasetConfig(kind="culane", root=str(args.culane), list_file=args.list, limit=args.limit)
                   if args.culane else
@@ -92,8 +96,6 @@ def _write_sticks_bag(args: argparse.Namespace, started: float) -> int:
     from refine_perception.core.frame_sources import SourceError, spec_options
     from refine_perception.data.synthetic.sticks import sticks_scenes
 
-    if args.culane or args.tusimple:
-        raise CliError("give --source synthetic:sticks... or a lane dataset, not both")
     try:
         o = spec_options(args.source, {"seed": 2, "frames": 20, "width": 640, "height": 480})
         if o["frames"] < 1 or o["width"] < 32 or o["height"] < 32:
@@ -106,6 +108,8 @@ def _write_sticks_bag(args: argparse.Namespace, started: float) -> int:
 
 
 def _write_street_bag(args: argparse.Namespace, started: float) -> int:
+    import shutil
+
     import numpy as np
 
     from refine_perception.bags.street_bags import cityscapes_samples, write_street_bag
@@ -113,8 +117,7 @@ def _write_street_bag(args: argparse.Namespace, started: float) -> int:
     from refine_perception.data.formats.lanes import AnnotationError
     from refine_perception.data.synthetic.street import render_street
 
-    if args.culane or args.tusimple or (args.cityscapes and args.source.startswith("synthetic:street")):
-        raise CliError("give one source: --source synthetic:street..., --cityscapes or a lane dataset")
+    existed = args.out.exists()
     try:
         if args.cityscapes:
             samples = cityscapes_samples(args.cityscapes, args.split, args.limit)
@@ -127,6 +130,8 @@ def _write_street_bag(args: argparse.Namespace, started: float) -> int:
         count = write_street_bag(args.out, samples, storage=args.storage, transport=args.transport, fps=args.fps,
                                  overwrite=args.force)
     except (SourceError, FileExistsError, FileNotFoundError, AnnotationError, ValueError) as error:
+        if not existed and args.out.exists() and not isinstance(error, FileExistsError):
+            shutil.rmtree(args.out)  # no half-written bag left behind
         raise CliError(str(error)) from None
     return _written(args, count, started)
 

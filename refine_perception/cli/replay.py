@@ -148,7 +148,7 @@ def replay(args: argparse.Namespace) -> int:
             evaluation = evaluate_instance_run(bag, results, topic)
         else:
             evaluation = evaluate_street_run(bag, results, topic)
-    except BagError as error:
+    except (BagError, ValueError) as error:  # ValueError: outputs that do not fit the frames they are for
         raise CliError(str(error)) from None
     report = write_report(evaluation, args.out)
     figures = evaluation.to_dict()

@@ -182,11 +182,18 @@ def evaluate_instance_run(bag: InstanceBag, result_bag: str | Path, topic: str =
     return _evaluate_run("instances", bag, result_bag, topic, score)
 
 
-def evaluate_street_run(bag: StreetBag, result_bag: str | Path, topic: str = LABELS_TOPIC,
-                        instances_topic: str = INSTANCES_TOPIC) -> ReplayEvaluation:
+def evaluate_street_run(bag: StreetBag, result_bag: str | Path, topic: str = LABELS_TOPIC) -> ReplayEvaluation:
     """The label images on `topic` decide what counts as an output (drops, latency); the instances are
-    read from `instances_topic` of the same result bag."""
-    instance_outputs, _, _ = read_results(result_bag, instances_topic)
+    read from the `instances` topic beside it (/ns/labels -> /ns/instances) in the same result bag. A result
+    bag without that topic is scored without instances, and says so among the errors."""
+    topics = BagReader(result_bag).topics()
+    if topics.get(topic) != "sensor_msgs/msg/Image":
+        raise BagError(f"{result_bag}: {topic} is not a topic of label images (sensor_msgs/msg/Image) in the result "
+                       f"bag (it has: {', '.join(f'{t} {k}' for t, k in sorted(topics.items())) or 'nothing'})")
+    instances_topic = f"{topic.rsplit('/', 1)[0]}/instances"
+    instance_outputs: dict[Stamp, Any] = {}
+    if topics.get(instances_topic) == "refine_msgs/msg/InstanceArray":
+        instance_outputs, _, _ = read_results(result_bag, instances_topic)
 
     def score(stamps: list[Stamp], outputs: dict[Stamp, Any]) -> StreetScores:
         return score_street_frames([bag.truth[s] for s in stamps], [bag.instance_truth[s] for s in stamps],
@@ -194,7 +201,11 @@ def evaluate_street_run(bag: StreetBag, result_bag: str | Path, topic: str = LAB
                                    [instance_results(instance_outputs[s]) if s in instance_outputs else None
                                     for s in stamps])
 
-    return _evaluate_run("street", bag, result_bag, topic, score)
+    evaluation = _evaluate_run("street", bag, result_bag, topic, score)
+    if not instance_outputs:
+        evaluation.errors.append(f"{result_bag}: no {instances_topic} (refine_msgs/InstanceArray): instances scored as "
+                                 "missing")
+    return evaluation
 
 
 def run_offline(bag: Bag, pipeline: Callable[..., tuple[Any, ...]], output_topics: Sequence[str],

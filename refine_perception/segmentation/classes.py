@@ -18,6 +18,12 @@ IGNORE_LABEL = 255  # the class index of void pixels, in training targets and ev
 STREET_CLASSES = ("road", "sidewalk", "building", "pole", "vegetation", "sky", "person", "car", "lane marking")
 STREET_INSTANCE_CLASSES = ("person", "car")
 _ID_BY_NAME = {label.name: label.id for label in LABELS}
+_THINGS = {label.name for label in LABELS if label.hasInstances}
+
+
+def has_instances(name: str) -> bool:
+    """Whether Cityscapes annotates objects of this class one by one (cars, persons), not only as a region."""
+    return name in _THINGS
 
 
 def label_ids_of(names: Sequence[str]) -> tuple[int, ...]:

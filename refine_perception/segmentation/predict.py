@@ -111,7 +111,8 @@ class StreetPredictor:
                  timings: dict[str, float] | None = None) -> list[StreetResult]:
         """Each image's results: the label maps of `stages` (indices into STAGE_STRIDES, coarse to fine;
         default all the network computes) and, with `instances`, its instances. `timings` (if given)
-        receives the milliseconds of the network, the label maps and the instances, over the whole batch."""
+        receives the milliseconds of the network, the label maps and the instances, over the whole batch.
+        A network output with NaN or infinite values raises FloatingPointError (nothing is made of it)."""
         wanted = list(range(self.stages)) if stages is None else list(stages)
         if not wanted or not all(0 <= k < self.stages for k in wanted):
             raise ValueError(f"stages must index the {self.stages} stages this network computes, got {wanted}")
@@ -123,6 +124,8 @@ class StreetPredictor:
         with intra_op_threads(self.threads):
             batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
             outputs = self.run(batch)
+            if not all(np.isfinite(out).all() for out in outputs):
+                raise FloatingPointError("the network's output holds NaN or infinite values")
             stage_logits, embedding = outputs[: self.stages], (outputs[self.stages] if self.embedding else None)
             network_done = time.perf_counter()
             results = []
@@ -150,6 +153,8 @@ class StreetPredictor:
             clusters = cluster_embeddings(embedding, classes == index, self.shift)
             for k, pixels in enumerate(clusters.sizes, start=1):
                 mask = clusters.instance_map == k
-                score = float(probabilities[index][mask].sum() / max(int(pixels), 1))
-                found.append(PredInstance(self.label_ids[index], upsample_mask(mask, size), score))
+                full = upsample_mask(mask, size)
+                if full.any():  # an image smaller than the embedding can lose an instance in the resize
+                    score = float(probabilities[index][mask].sum() / max(int(pixels), 1))
+                    found.append(PredInstance(self.label_ids[index], full, score))
         return sorted(found, key=lambda instance: -instance.score)

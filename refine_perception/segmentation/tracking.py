@@ -2,8 +2,9 @@
 one its id had last (mask IoU, class by class), so RViz colours and downstream trackers stay put.
 
 Why mask IoU and not boxes: a pedestrian passing in front of a parked car has a box inside the car's, but
-their masks barely overlap. Masks are compared on a coarse grid (every `GRID`-th pixel), which keeps a
-frame of 30 instances at a fraction of a millisecond and changes no decision between real objects.
+their masks barely overlap. Masks are compared on a coarse grid of `GRID` x `GRID` blocks (a block is set
+when any of its pixels is), which keeps a frame of 30 instances at a fraction of a millisecond; unlike
+sampling every GRID-th pixel, it never loses a pole-thin person between the samples.
 Matching is greedy, best IoU first: with few objects per class it picks what the optimal assignment picks
 in all but contrived cases.
 """
@@ -17,6 +18,14 @@ import numpy as np
 
 GRID = 4
 MAX_ID = 2**32 - 1  # refine_msgs/Instance.id is a uint32 >= 1
+
+
+def _blocks(mask: np.ndarray) -> np.ndarray:
+    """The GRID x GRID blocks of `mask` holding any of its pixels (partial blocks at the edges included)."""
+    height, width = mask.shape
+    padded = np.zeros((-(-height // GRID) * GRID, -(-width // GRID) * GRID), bool)
+    padded[:height, :width] = mask
+    return padded.reshape(padded.shape[0] // GRID, GRID, padded.shape[1] // GRID, GRID).any(axis=(1, 3))
 
 
 @dataclass
@@ -47,7 +56,7 @@ class MaskTracker:
         """The id of each instance of this frame (classes and full-size bool masks, same order)."""
         if len(class_ids) != len(masks):
             raise ValueError(f"{len(class_ids)} classes for {len(masks)} masks")
-        coarse = [np.ascontiguousarray(mask[::GRID, ::GRID]) for mask in masks]
+        coarse = [_blocks(mask) for mask in masks]
         if coarse and any(c.shape != coarse[0].shape for c in coarse):
             raise ValueError("the masks of one frame must have one size")
         pairs = []

@@ -115,6 +115,8 @@ def _evaluate_scenes(args: argparse.Namespace) -> int:
 
     evaluate = {"instances": heldout.evaluate_instances_heldout, "street": heldout.evaluate_street_heldout}[args.task]
     width, _, height = args.size.partition("x")
+    if not (width.isdigit() and height.isdigit() and int(width) >= 32 and int(height) >= 32) or args.num < 1:
+        raise ConfigError(f"--size must be WxH of at least 32x32 and --num at least 1, got {args.size!r} and {args.num}")
     report = evaluate(args.weights, num=args.num, seed=args.seed, width=int(width), height=int(height),
                       workers=args.workers, progress=not args.no_progress, runtime=runtime_choice(args),
                       int8_weight_bits=args.int8_weight_bits)

@@ -27,7 +27,12 @@ from typing import Any, Literal, Protocol, TypeVar
 import yaml
 
 from refine_perception.data.formats.culane import CATEGORIES
-from refine_perception.segmentation.classes import STREET_CLASSES, STREET_INSTANCE_CLASSES, label_ids_of
+from refine_perception.segmentation.classes import (
+    STREET_CLASSES,
+    STREET_INSTANCE_CLASSES,
+    has_instances,
+    label_ids_of,
+)
 
 FINAL_WEIGHTS = "final.safetensors"  # what a run leaves in run.out, and where the next stage of a recipe starts
 _EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -340,6 +345,9 @@ class StreetTrainConfig:
             raise ConfigError(f"model.classes must name at least two distinct classes, got {list(m.classes)}")
         if not set(m.instance_classes) <= set(m.classes):
             raise ConfigError(f"model.instance_classes {list(m.instance_classes)} must be among model.classes")
+        stuff = [name for name in m.instance_classes if not has_instances(name)]
+        if stuff:
+            raise ConfigError(f"model.instance_classes: {stuff} have no instances in Cityscapes' ground truth")
         if len(loss.stage_weights) != 5 or min(loss.stage_weights) < 0 or max(loss.stage_weights) <= 0:
             raise ConfigError(f"loss.stage_weights: five weights >= 0 (strides 32 to 2), not all zero, got "
                               f"{list(loss.stage_weights)}")
