@@ -81,6 +81,35 @@ def test_net_loss_adds_the_semantic_cross_entropy() -> None:
     assert raw.grad is not None and bool(raw.grad[:, 4:].abs().sum() > 0) and bool(raw.grad[:, :4].abs().sum() > 0)
 
 
+def test_line_channels_are_a_line_through_the_position() -> None:
+    """With a, b, c constant (decoder weights zero, biases set), a line channel equals a X + b Y + c at every
+    pixel, X and Y centred on the image in units of line_unit_px; the free channels come first."""
+    model = DiscriminativeNet(1, 4, 0.25, line_channels=2, line_unit_px=8.0, input_size=SIZE).eval()
+    head = model.embedding_decoder.output
+    torch.nn.init.zeros_(head.weight)
+    with torch.no_grad():
+        head.bias.copy_(torch.tensor([0.1, 0.2, 1.0, 0.0, 0.0, 2.0, 0.5, -1.0]))  # free x2, a x2, b x2, c x2
+    embedding = model(torch.rand(1, 3, *SIZE))[0, :4]
+    height, width = SIZE
+    xs = (torch.arange(width) - (width - 1) / 2) / 8.0
+    ys = (torch.arange(height) - (height - 1) / 2) / 8.0
+    assert torch.allclose(embedding[0], torch.full(SIZE, 0.1)) and torch.allclose(embedding[1], torch.full(SIZE, 0.2))
+    assert torch.allclose(embedding[2], xs.expand(height, width) + 0.5, atol=1e-5)
+    assert torch.allclose(embedding[3], 2.0 * ys[:, None].expand(height, width) - 1.0, atol=1e-5)
+    with pytest.raises(ValueError, match="line_channels"):
+        DiscriminativeNet(1, 4, 0.25, line_channels=5)
+
+
+def test_line_channels_survive_the_model_file(tmp_path: Path) -> None:
+    model = DiscriminativeNet(1, 4, 0.25, line_channels=2, line_unit_px=8.0, input_size=SIZE).eval()
+    save_discriminative(tmp_path / "lines.safetensors", model)
+    loaded, metadata = load_discriminative(tmp_path / "lines.safetensors")
+    assert (loaded.line_channels, loaded.line_unit_px, metadata["line_channels"]) == (2, 8.0, 2)
+    images = torch.rand(1, 3, *SIZE)
+    with torch.no_grad():
+        assert torch.equal(model(images), loaded(images))
+
+
 # --- model files and the runtime ----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -151,6 +151,8 @@ class InstanceModelConfig:
     pixels_per_unit: float = 256.0  # spatial_embeddings: input pixels per embedding unit (offsets reach one unit)
     embedding_dim: int = 8  # discriminative: size of the per-pixel embedding (the authors' 8; 16 for crowded scenes)
     coordinates: bool = False  # discriminative: append each position's (x, y) to the embedding decoder's input
+    line_channels: int = 0  # discriminative: embedding channels built as a X + b Y + c (a stick's line; see the network)
+    line_unit_px: float = 16.0  # discriminative: input pixels per unit of X and Y in the line channels
     init: str = ""  # start from these weights (a refine-train instance .safetensors of the same architecture)
 
 
@@ -194,7 +196,7 @@ FORMULATION_KEYS = {
     "spatial_embeddings": {"model": ("n_sigma", "pixels_per_unit"),
                            "loss": ("instance_weight", "variance_weight", "seed_weight", "foreground_weight",
                                     "offset_weight")},
-    "discriminative": {"model": ("embedding_dim", "coordinates"),
+    "discriminative": {"model": ("embedding_dim", "coordinates", "line_channels", "line_unit_px"),
                        "loss": ("delta_v", "delta_d", "alpha", "beta", "gamma", "semantic_weight")},
 }
 
@@ -227,6 +229,9 @@ class InstancesTrainConfig:
                               f"{m.width}, {m.pixels_per_unit}")
         if m.embedding_dim < 1:
             raise ConfigError(f"model.embedding_dim must be at least 1, got {m.embedding_dim}")
+        if not 0 <= m.line_channels <= m.embedding_dim or not m.line_unit_px > 0:
+            raise ConfigError(f"model: need 0 <= line_channels <= embedding_dim and line_unit_px > 0, got "
+                              f"{m.line_channels} and {m.line_unit_px}")
         if not 0 <= loss.delta_v < loss.delta_d:
             raise ConfigError(f"loss: need 0 <= delta_v < delta_d, got {loss.delta_v} and {loss.delta_d}")
         weights = {name: getattr(loss, name) for name in ("alpha", "beta", "gamma", "semantic_weight")}

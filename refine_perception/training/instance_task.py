@@ -65,7 +65,8 @@ def build_network(config: InstancesTrainConfig) -> SpatialEmbeddingNet | Discrim
     """The untrained network of the config's formulation, for one class (sticks)."""
     m, size = config.model, (config.model.input_height, config.model.input_width)
     if m.formulation == "discriminative":
-        return DiscriminativeNet(1, m.embedding_dim, m.width, coordinates=m.coordinates, input_size=size,
+        return DiscriminativeNet(1, m.embedding_dim, m.width, coordinates=m.coordinates, line_channels=m.line_channels,
+                                 line_unit_px=m.line_unit_px, input_size=size,
                                  class_names=("stick",), delta_var=config.loss.delta_v, delta_dist=config.loss.delta_d)
     return SpatialEmbeddingNet(1, m.n_sigma, m.width, input_size=size, pixels_per_unit=m.pixels_per_unit,
                                class_names=("stick",))

@@ -16,6 +16,15 @@ Why optional coordinates: ERFNet is translation-equivariant, so two sticks that 
 embeddings far apart from appearance and context alone. Appending each position's (x, y) in [-1, 1] to the
 embedding decoder's input (CoordConv) gives it a cue that always separates distant instances. Whether that
 pays on sticks is a matter of measurement, hence a switch (`coordinates`) recorded in the model file.
+
+Why line channels (`line_channels` g > 0): a stick is a line, and every pixel of it shares the line's
+normal n and its distance rho = n . p from the origin, both of which a pixel can know from its
+neighbourhood alone (the edges say n, the position gives rho). A plain decoder cannot form the product of
+an orientation and a position, so g of the D embedding channels are built as rho_j = a_j X + b_j Y + c_j
+from three decoder outputs per channel and the pixel's position (X, Y) in units of `line_unit_px` input
+pixels. Along a stick the decoder only has to hold a_j, b_j, c_j constant, a local task; two parallel
+sticks then differ in rho, two crossing ones in a_j, b_j. Where a normal's sign is ambiguous (a stick along
+the sign convention's edge) the decoder can shrink that channel's a_j, b_j and rely on another.
 """
 
 from __future__ import annotations
@@ -75,6 +84,8 @@ class DiscriminativeNet(nn.Module):
         width: float = 1.0,
         *,
         coordinates: bool = False,
+        line_channels: int = 0,
+        line_unit_px: float = 16.0,
         input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
         class_names: Sequence[str] | None = None,
         delta_var: float = DiscriminativeSettings.delta_var,
@@ -85,10 +96,15 @@ class DiscriminativeNet(nn.Module):
             raise ValueError(f"need num_classes >= 1 and embedding_dim >= 1, got {num_classes} and {embedding_dim}")
         if not 0 <= delta_var < delta_dist:
             raise ValueError(f"need 0 <= delta_var < delta_dist, got {delta_var} and {delta_dist}")
+        if not 0 <= line_channels <= embedding_dim or not line_unit_px > 0:
+            raise ValueError(f"need 0 <= line_channels <= embedding_dim and line_unit_px > 0, got {line_channels} "
+                             f"and {line_unit_px}")
         self.num_classes = num_classes
         self.embedding_dim = embedding_dim
         self.width = float(width)
         self.coordinates = coordinates
+        self.line_channels = int(line_channels)
+        self.line_unit_px = float(line_unit_px)
         self.input_size = checked_input_size(input_size)
         self.class_names = checked_class_names(num_classes, class_names)
         self.delta_var = float(delta_var)
@@ -96,7 +112,8 @@ class DiscriminativeNet(nn.Module):
         c1, c2, c3 = scaled_channels(width)
         self.encoder = Encoder((c1, c2, c3))
         # the decoder reads c3 channels, two more with the coordinates appended
-        self.embedding_decoder = SkipDecoder((c1, c2, c3 + 2 * coordinates), embedding_dim)
+        # the decoder gives the free channels, then a, b and c of each line channel
+        self.embedding_decoder = SkipDecoder((c1, c2, c3 + 2 * coordinates), embedding_dim + 2 * self.line_channels)
         self.semantic_decoder = SkipDecoder((c1, c2, c3), num_classes + 1)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -106,5 +123,17 @@ class DiscriminativeNet(nn.Module):
         quarter = layers[1:7](half)
         features = layers[7:](quarter)
         embedding_input = torch.cat([features, coordinate_features(features)], dim=1) if self.coordinates else features
-        return torch.cat([self.embedding_decoder(embedding_input, quarter, half),
-                          self.semantic_decoder(features, quarter, half)], dim=1)
+        embedding = self.embedding_decoder(embedding_input, quarter, half)
+        if self.line_channels:
+            embedding = self._with_lines(embedding)
+        return torch.cat([embedding, self.semantic_decoder(features, quarter, half)], dim=1)
+
+    def _with_lines(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The embedding from the decoder's output: the free channels, then rho_j = a_j X + b_j Y + c_j."""
+        free = self.embedding_dim - self.line_channels
+        g = self.line_channels
+        a, b, c = decoded[:, free : free + g], decoded[:, free + g : free + 2 * g], decoded[:, free + 2 * g :]
+        height, width = decoded.shape[-2:]
+        xs = (torch.arange(width, dtype=decoded.dtype, device=decoded.device) - (width - 1) / 2) / self.line_unit_px
+        ys = (torch.arange(height, dtype=decoded.dtype, device=decoded.device) - (height - 1) / 2) / self.line_unit_px
+        return torch.cat([decoded[:, :free], a * xs + b * ys[:, None] + c], dim=1)

@@ -1,7 +1,8 @@
 """Discriminative-loss model files: the safetensors + json pair of `refine_perception.models.model_file`.
 
 The header carries what the network cannot be rebuilt or used without: class count and names, embedding
-size, width, whether coordinates feed the embedding decoder, the input size images are resized to, and the
+size, width, whether coordinates feed the embedding decoder, the line channels (count and unit), the input
+size images are resized to, and the
 loss's margins delta_var and delta_dist, from which the predictor takes its clustering distances. Shipped
 defaults are written in fp16, checkpoints in fp32.
 """
@@ -18,7 +19,8 @@ from refine_perception.models.discriminative.network import DiscriminativeNet
 from refine_perception.models.model_file import header_class_names, load_model_file, save_model_file
 
 FORMAT = "refine_perception.discriminative/1"
-ARCHITECTURE_KEYS = ("num_classes", "embedding_dim", "width", "coordinates", "input_height", "input_width",
+ARCHITECTURE_KEYS = ("num_classes", "embedding_dim", "width", "coordinates", "line_channels", "line_unit_px",
+                     "input_height", "input_width",
                      "class_names", "delta_var", "delta_dist")
 
 
@@ -28,6 +30,8 @@ def architecture(model: DiscriminativeNet) -> dict[str, Any]:
         "embedding_dim": model.embedding_dim,
         "width": model.width,
         "coordinates": model.coordinates,
+        "line_channels": model.line_channels,
+        "line_unit_px": model.line_unit_px,
         "input_height": model.input_size[0],
         "input_width": model.input_size[1],
         "class_names": list(model.class_names),
@@ -51,7 +55,8 @@ def _build(header: dict[str, Any]) -> DiscriminativeNet:
     if not isinstance(header["coordinates"], bool):
         raise ValueError(f"coordinates must be true or false, got {header['coordinates']!r}")
     return DiscriminativeNet(int(header["num_classes"]), int(header["embedding_dim"]), float(header["width"]),
-                             coordinates=header["coordinates"],
+                             coordinates=header["coordinates"], line_channels=int(header["line_channels"]),
+                             line_unit_px=float(header["line_unit_px"]),
                              input_size=(int(header["input_height"]), int(header["input_width"])),
                              class_names=header_class_names(header), delta_var=float(header["delta_var"]),
                              delta_dist=float(header["delta_dist"]))
