@@ -5,6 +5,7 @@
     refine-train instances --config config/training/instances_sticks_cpu.yaml [--set ...] [--resume]
     refine-train instances --config config/training/instances_sticks_discriminative_cpu.yaml
     refine-train street --config config/training/street_lrn_cpu.yaml
+    refine-train bpr --config config/training/bpr_sticks_cpu.yaml
     torchrun --nproc_per_node 4 -m refine_perception.training lanes --config ...     (DDP)
     refine-train export --weights runs/lanes/final.safetensors --out models/clrnet_r18_synthetic.safetensors
     refine-train evaluate lanes --weights models/clrnet_r18_synthetic.safetensors [--num 2000 --seed 2]
@@ -26,6 +27,7 @@ from refine_perception.models.backbones.pretrained import PretrainedWeightsError
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.training.checkpoint import CheckpointError
 from refine_perception.training.config import (
+    BPRTrainConfig,
     ConfigError,
     InstancesTrainConfig,
     LanesTrainConfig,
@@ -56,6 +58,12 @@ def _train_street(args: argparse.Namespace) -> int:
     from refine_perception.training.street_task import StreetTrainer
 
     return _train(args, StreetTrainConfig, StreetTrainer)
+
+
+def _train_bpr(args: argparse.Namespace) -> int:
+    from refine_perception.training.bpr_task import BPRTrainer
+
+    return _train(args, BPRTrainConfig, BPRTrainer)
 
 
 def _train(args: argparse.Namespace, kind: type[Any], trainer: Callable[..., Trainer]) -> int:
@@ -133,7 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, func, what in (("lanes", _train_lanes, "CLRNet"),
                              ("instances", _train_instances, "SpatialEmbeddings or the discriminative-loss network"),
-                             ("street", _train_street, "the Label Refinement Network with its instance embeddings")):
+                             ("street", _train_street, "the Label Refinement Network with its instance embeddings"),
+                             ("bpr", _train_bpr, "the boundary patch refiner on a trained segmenter's masks")):
         train = sub.add_parser(name, help=f"train {what} (single process, or DDP under torchrun)")
         train.add_argument("--config", type=Path, help="YAML training config (default: all defaults)")
         train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -369,6 +369,62 @@ class StreetTrainConfig:
 
 
 @dataclass(frozen=True)
+class BPRModelConfig:
+    """The patch network (models/bpr/network.py): U-Net channels per scale, the patch side in image pixels,
+    the side the patches are resized to (the paper: 64 px patches at 128; 64 at 64 halves the cost)."""
+    channels: tuple[int, ...] = (16, 32, 64)
+    patch_size: int = 64
+    input_size: int = 64
+    init: str = ""  # start from these weights (a refine-train bpr .safetensors of the same architecture)
+
+
+@dataclass(frozen=True)
+class BPRDataConfig:
+    """Scenes whose objects a trained segmenter segments (`segmenter`: an instance or street model file); the
+    patches along its masks, with targets from the best-matching ground-truth object, are the samples."""
+    segmenter: str = ""
+    sticks: tuple[SticksDataConfig, ...] = ()
+    street: tuple[StreetDataConfig, ...] = ()
+    patches_per_scene: int = 16  # drawn afresh every epoch from each scene's patches
+
+
+@dataclass(frozen=True)
+class BPRValidationConfig:
+    """Periodic boundary F of the refined masks on held-back scenes (it selects the best checkpoint)."""
+    data: BPRDataConfig = field(default_factory=BPRDataConfig)
+    every: int = 0  # iterations between validations; 0: at the end of every epoch
+
+
+@dataclass(frozen=True)
+class BPRTrainConfig:
+    model: BPRModelConfig = field(default_factory=BPRModelConfig)
+    train: BPRDataConfig = field(default_factory=BPRDataConfig)
+    val: BPRValidationConfig = field(default_factory=BPRValidationConfig)
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(channel_shuffle=0.0, brightness=0.0,
+                                                                         hue_saturation=0.0, blur=0.0, affine=0.0))
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunConfig = field(default_factory=lambda: RunConfig(out="runs/bpr"))
+
+    def __post_init__(self) -> None:
+        _check_loop((self.train,), self.optim, self.run, self.augment)
+        m = self.model
+        multiple = 2 ** (len(m.channels) - 1)
+        if len(m.channels) < 2 or min(m.channels) < 1 or m.patch_size < 8 or m.input_size % multiple:
+            raise ConfigError(f"model: need two or more channel counts >= 1, patch_size >= 8 and input_size a multiple "
+                              f"of {multiple}, got {list(m.channels)}, {m.patch_size}, {m.input_size}")
+        if any(value != 0.0 for value in (self.augment.channel_shuffle, self.augment.brightness,
+                                          self.augment.hue_saturation, self.augment.blur, self.augment.affine)):
+            raise ConfigError("augment: patches are cut from the segmenter's view of the scene; only flip applies")
+        for where, data in (("train", self.train), ("val.data", self.val.data)):
+            if where != "val.data" or data.sticks or data.street:
+                if not data.segmenter or not (data.sticks or data.street) or data.patches_per_scene < 1:
+                    raise ConfigError(f"{where}: needs a segmenter, sticks or street scenes and patches_per_scene >= 1")
+            if any(d.kind == "disk" and not d.root for d in data.sticks) or \
+                    any(d.kind == "cityscapes" and not d.root for d in data.street):
+                raise ConfigError(f"{where}: a disk or cityscapes dataset needs a root")
+
+
+@dataclass(frozen=True)
 class LanesTrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: tuple[DatasetConfig, ...] = (DatasetConfig(),)

@@ -1,7 +1,7 @@
 """Turn a run's weights into shipped default weights: fp16 safetensors (half the bytes; the network still
 runs in fp32 after loading) with the metadata json, to which held-out figures can be added. Lane (CLRNet),
-instance (SpatialEmbeddings, discriminative) and street (label refinement) files are told apart by the format
-tag their json carries."""
+instance (SpatialEmbeddings, discriminative), street (label refinement) and boundary refiner files are told
+apart by the format tag their json carries."""
 
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ import torch
 
 from refine_perception.models.clrnet.weights import ModelFileError, load_lane_model, save_lane_model
 from refine_perception.models.model_file import metadata_path
+from refine_perception.training.bpr_task import MODEL_FILES as BPR_FILES
 from refine_perception.training.instance_task import MODEL_FILES
 from refine_perception.training.street_task import MODEL_FILES as STREET_FILES
 
 # instance and street model files by format tag; anything else is a lane model
-SEGMENTATION_FILES = {files.file_format: files for files in (*MODEL_FILES.values(), STREET_FILES)}
+SEGMENTATION_FILES = {files.file_format: files for files in (*MODEL_FILES.values(), STREET_FILES, BPR_FILES)}
 _DERIVED = ("format", "dtype", "file", "sha256", "bytes", "input_height", "input_width", "num_seg_classes",
             "num_priors", "sample_points", "pooling",
             *(key for files in SEGMENTATION_FILES.values() for key in files.architecture_keys))  # rewritten
