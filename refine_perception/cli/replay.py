@@ -196,6 +196,7 @@ def _check_model(name: str, params: dict[str, Any]) -> None:
 
 
 def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None:
+    from refine_perception.boundaries.stage import BoundaryStage
     from refine_perception.evaluation.replay import run_offline
     from refine_perception.models.model_file import ModelFileError
     from refine_perception.runtime import BackendError, UnsupportedCombination
@@ -218,7 +219,7 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
 
             settings = StreetSettings.from_params(params)
             street_predictor, _ = open_street_predictor(*runtime, settings)
-            street = StreetPipeline(street_predictor, settings)
+            street = StreetPipeline(street_predictor, settings, BoundaryStage.of_params(params, "street"))
             run_offline(bag, partial(street_from_messages, street), ["/labels", "/instances"], [bag.image_topic],
                         results, slop)
             return
@@ -226,6 +227,7 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
         from refine_perception.ros.instance_messages import instances_from_messages
 
         predictor, _ = open_instance_predictor(*runtime)
+        refiner = BoundaryStage.of_params(params, "sticks")
     except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
         raise CliError(f"cannot load the {name} model: {error}{_model_hint(name, params)}") from None
     inputs = [bag.image_topic]
@@ -233,7 +235,7 @@ def _offline(name: str, bag: Any, params: dict[str, Any], results: Path) -> None
         inputs.append(bag.camera_info_topic)
         if params["use_depth"]:
             inputs.append(bag.depth_topic)
-    instances = InstancePipeline(predictor, InstanceSettings.from_params(params))
+    instances = InstancePipeline(predictor, InstanceSettings.from_params(params), refiner)
     run_offline(bag, partial(instances_from_messages, instances), [_TASKS[name].topic], inputs, results, slop)
 
 

@@ -1,5 +1,5 @@
 """The instance segmenter's per-frame work on plain data: a BGR image (+ the camera's calibration, + depth
-in metres) in, instances with grasps out.
+in metres) in, instances (their masks refined along the boundary when a refiner is given) with grasps out.
 
 No ROS here: the instance_segmenter node and the offline bag replay both reach it through the same
 message conversion (ros/instance_messages.py), so the offline figures are those of the node's own code.
@@ -17,12 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refine_perception.boundaries.stage import BoundaryStage
 from refine_perception.core.calibration import Calibration
 from refine_perception.core.camera import CameraModelError, camera_for_image
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS
 from refine_perception.core.settings import FromParams
 from refine_perception.instances.grasps import GraspSettings, add_grasps
-from refine_perception.instances.predict import InstancePredictor
+from refine_perception.instances.predict import InstancePredictor, oriented_box
 from refine_perception.instances.result import InstanceResult
 from refine_perception.runtime import RuntimeConfig
 from refine_perception.share import INSTANCE_MODEL, shipped_model
@@ -44,6 +45,8 @@ class InstanceSettings(FromParams):
     table_distance_m: float = 0.7
     grasp_margin_m: float = 0.01
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    refine_boundaries: bool = False
+    boundary_nms: float = 0.55
 
 
 def open_instance_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",
@@ -70,9 +73,11 @@ class InstanceFrame(NamedTuple):
 class InstancePipeline:
     """Per frame: segment, then add grasps when the camera is known."""
 
-    def __init__(self, predictor: InstancePredictor, settings: InstanceSettings) -> None:
+    def __init__(self, predictor: InstancePredictor, settings: InstanceSettings,
+                 refiner: BoundaryStage | None = None) -> None:
         self.predictor = predictor
         self.settings = settings
+        self.refiner = refiner  # refines the masks (and so the boxes and grasps) when refine_boundaries is set
 
     @staticmethod
     def depth_left_out(reason: object) -> str:
@@ -90,6 +95,9 @@ class InstancePipeline:
         self.predictor.settings = replace(self.predictor.settings, seed_threshold=s.seed_threshold,
                                           min_pixels=s.min_pixels, max_instances=s.max_instances)
         results = [r for r in self.predictor([image])[0] if r.score >= s.score_threshold]
+        if self.refiner is not None and s.refine_boundaries and results:
+            masks = self.refiner(image, [r.mask for r in results], s.boundary_nms)
+            results = [replace(r, mask=mask, box=oriented_box(mask)) for r, mask in zip(results, masks) if mask.any()]
         problems = []
         K = None
         if calibration is not None:

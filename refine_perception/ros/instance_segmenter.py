@@ -28,6 +28,7 @@ from refine_perception.instances.pipeline import (
     open_instance_predictor,
 )
 from refine_perception.models.model_file import ModelFileError
+from refine_perception.ros.boundary_refinement import boundary_values, open_refiner
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.instance_messages import (
     draw_instances,
@@ -36,7 +37,7 @@ from refine_perception.ros.instance_messages import (
     instances_from_messages,
 )
 from refine_perception.ros.node_base import PerceptionNode, node_main
-from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param, boundary_params
 from refine_perception.runtime import BackendError, UnsupportedCombination
 
 
@@ -50,6 +51,7 @@ class InstanceSegmenter(PerceptionNode):
         Param("model", "", "Instance weights (.safetensors from refine-train instances, either formulation); "
               "empty = the shipped default", read_only=True),
         *RUNTIME_PARAMS,
+        *boundary_params(InstanceSettings),
         # the output-shaping parameters take their defaults from the pipeline's settings
         Param.of(InstanceSettings, "score_threshold", "Instances scoring below this are dropped (score: the "
                  "seed's, or the mean class probability of a discriminative-loss instance)", min=0.0, max=1.0),
@@ -76,9 +78,11 @@ class InstanceSegmenter(PerceptionNode):
         super().__init__(self.DEFAULT_NAME, **kwargs)
         p = self.params
         self.pipeline: InstancePipeline | None = None
+        self.boundary_error = ""
         try:
             predictor, self.backend = open_instance_predictor(p.model, p.backend, p.device, p.precision, p.threads)
-            self.pipeline = InstancePipeline(predictor, InstanceSettings.from_params(p))
+            refiner, self.boundary_error = open_refiner(self, "sticks")
+            self.pipeline = InstancePipeline(predictor, InstanceSettings.from_params(p), refiner)
             self.get_logger().info(f"instances from {p.model or default_instance_model_path()} on {self.backend}")
         except (ModelFileError, BackendError, UnsupportedCombination, OSError) as error:
             self.model_error = f"model {p.model or default_instance_model_path()} unavailable: {error}"
@@ -119,7 +123,9 @@ class InstanceSegmenter(PerceptionNode):
             self._overlay_pub.publish(overlay)
 
     def diagnostic_values(self) -> dict[str, str]:
-        return {"instance_arrays_published": str(self.arrays_published), "unmatched_inputs": str(self.unmatched())}
+        refiner = self.pipeline.refiner if self.pipeline is not None else None
+        return {"instance_arrays_published": str(self.arrays_published), "unmatched_inputs": str(self.unmatched()),
+                **boundary_values(refiner, self.boundary_error)}
 
     def report(self) -> dict[str, Any]:
         return {"instance_arrays_published": self.arrays_published, "backend": self.backend,

@@ -209,3 +209,16 @@ RUNTIME_PARAMS = (  # nodes that run a network through the shared runtime
           max=256, read_only=True),
 )
 
+
+def boundary_params(settings: type) -> tuple[Param, ...]:
+    """The boundary patch refinement parameters of a segmentation node whose settings dataclass has
+    `refine_boundaries` and `boundary_nms` (the refiner runs on the node's runtime parameters)."""
+    return (
+        Param.of(settings, "refine_boundaries", "Refine every instance mask along its boundary with a boundary patch "
+                 "refiner (BPR); its time per frame and per instance go to /diagnostics", read_only=True),
+        Param("boundary_model", "", "Boundary refiner weights (.safetensors from refine-train bpr); empty = the "
+              "shipped one for this node", read_only=True),
+        Param.of(settings, "boundary_nms", "IoU above which a boundary patch proposal is dropped for a better one "
+                 "(higher: more, overlapping patches, averaged)", min=0.0, max=0.99),
+    )
+

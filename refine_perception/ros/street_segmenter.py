@@ -25,10 +25,11 @@ from refine_msgs.msg import ClassMap, InstanceArray
 from refine_perception.core.camera import CameraModelError, camera_for_image
 from refine_perception.models.lrn.network import STAGE_STRIDES
 from refine_perception.models.model_file import ModelFileError
+from refine_perception.ros.boundary_refinement import boundary_values, open_refiner
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.ros.messages import calibration_from_info
 from refine_perception.ros.node_base import PerceptionNode, node_main
-from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param
+from refine_perception.ros.params import RAW_INPUT_PARAMS, RUNTIME_PARAMS, STAMP_PARAMS, Param, boundary_params
 from refine_perception.ros.street_messages import class_map, draw_street, street_from_messages, street_markers
 from refine_perception.runtime import BackendError, UnsupportedCombination
 from refine_perception.segmentation.pipeline import (
@@ -53,6 +54,7 @@ class StreetSegmenter(PerceptionNode):
         Param("model", "", "Street weights (.safetensors from refine-train street); empty = the shipped default",
               read_only=True),
         *RUNTIME_PARAMS,
+        *boundary_params(StreetSettings),
         Param.of(StreetSettings, "stage", f"Label map published: 1 = coarsest (1/{STAGE_STRIDES[0]}) .. "
                  f"{len(STAGE_STRIDES)} = finest (1/{STAGE_STRIDES[-1]}); without instances the network stops "
                  "there, which saves the finer stages' time", min=1, max=len(STAGE_STRIDES), read_only=True),
@@ -72,6 +74,7 @@ class StreetSegmenter(PerceptionNode):
         super().__init__(self.DEFAULT_NAME, **kwargs)
         p = self.params
         self.pipeline: StreetPipeline | None = None
+        self.boundary_error = ""
         self.arrays_published = 0
         self.timings_ms: dict[str, float] = {}
         self._labels_pub = self.create_publisher(Image, "labels", 10)
@@ -83,7 +86,8 @@ class StreetSegmenter(PerceptionNode):
             settings = StreetSettings.from_params(p)
             predictor, self.backend = open_street_predictor(p.model, p.backend, p.device, p.precision, p.threads,
                                                             settings)
-            self.pipeline = StreetPipeline(predictor, settings)
+            refiner, self.boundary_error = open_refiner(self, "street")
+            self.pipeline = StreetPipeline(predictor, settings, refiner)
             meta = predictor.metadata
             self._class_map_pub.publish(class_map(Header(stamp=self.get_clock().now().to_msg()),
                                                   predictor.class_names, predictor.label_ids,
@@ -127,8 +131,9 @@ class StreetSegmenter(PerceptionNode):
 
     def diagnostic_values(self) -> dict[str, str]:
         times = {f"{phase}_ms": f"{ms:.1f}" for phase, ms in self.timings_ms.items()}
+        refiner = self.pipeline.refiner if self.pipeline is not None else None
         return {"instance_arrays_published": str(self.arrays_published), "unmatched_inputs": str(self.unmatched()),
-                **times}
+                **times, **boundary_values(refiner, self.boundary_error)}
 
     def report(self) -> dict[str, Any]:
         return {"instance_arrays_published": self.arrays_published, "backend": self.backend,

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refine_perception.boundaries.stage import BoundaryStage
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS
 from refine_perception.core.settings import FromParams
 from refine_perception.instances.result import InstanceResult
@@ -40,6 +41,8 @@ class StreetSettings(FromParams):
     track_iou: float = 0.3
     track_max_missed: int = 5
     max_image_pixels: int = MAX_IMAGE_PIXELS
+    refine_boundaries: bool = False
+    boundary_nms: float = 0.55
 
 
 def open_street_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",
@@ -68,13 +71,14 @@ class StreetFrame(NamedTuple):
 class StreetPipeline:
     """Per frame: the network, the chosen stage's label map, the instances and their tracks."""
 
-    def __init__(self, predictor: StreetPredictor, settings: StreetSettings) -> None:
+    def __init__(self, predictor: StreetPredictor, settings: StreetSettings, refiner: BoundaryStage | None = None) -> None:
         if not 1 <= settings.stage <= predictor.stages or (settings.instances and not predictor.embedding):
             raise ValueError(f"stage {settings.stage}{' with instances' if settings.instances else ''} is not "
                              f"computed by this predictor (stages 1..{predictor.stages}, embedding "
                              f"{predictor.embedding})")
         self.predictor = predictor
         self.settings = settings
+        self.refiner = refiner  # refines the instance masks when refine_boundaries is set
         self.tracker = MaskTracker(settings.track_iou, settings.track_max_missed)
         self.label_ids = np.asarray(predictor.label_ids, np.uint8)
         self.names = {label_id: name for label_id, name in zip(predictor.label_ids, predictor.class_names)}
@@ -86,7 +90,13 @@ class StreetPipeline:
         (result,) = self.predictor([image], stages=[s.stage - 1], instances=s.instances, timings=timings)
         started = time.perf_counter()
         found = [p for p in result.instances if p.score >= s.score_threshold]
-        results = [InstanceResult(p.mask, p.score, p.class_id, self.names[p.class_id]) for p in found]
+        masks = [p.mask for p in found]
+        if self.refiner is not None and s.refine_boundaries and found:
+            masks = self.refiner(image, masks, s.boundary_nms)
+            timings["boundaries"] = self.refiner.last.ms
+            started = time.perf_counter()
+        results = [InstanceResult(mask, p.score, p.class_id, self.names[p.class_id])
+                   for p, mask in zip(found, masks) if mask.any()]
         track_ids = self.tracker.update([r.class_id for r in results], [r.mask for r in results])
         timings["tracking"] = 1e3 * (time.perf_counter() - started)
         return StreetFrame(image, self.label_ids[result.stage_labels[0]], results, track_ids, timings)
