@@ -5,8 +5,6 @@ command end to end on a model file (validation next to the unrefined masks, an f
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -15,6 +13,7 @@ import pytest
 import torch
 import yaml
 from instance_checks import write_banded_model
+from training_checks import refine_train
 
 from refine_perception.models.bpr.network import BoundaryRefiner
 from refine_perception.models.bpr.refine import PatchSettings
@@ -100,12 +99,6 @@ def test_refine_train_bpr_end_to_end(tmp_path: Path) -> None:
             "run": {"out": str(tmp_path / "run"), "workers": 0, "threads": 1, "log_every": 1}}
     config = tmp_path / "bpr.yaml"
     config.write_text(yaml.safe_dump(tree))
-
-    def refine_train(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "refine_perception.training", *args], capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
 
     assert "weights:" in refine_train("bpr", "--config", str(config), "--no-progress")
     lines = [json.loads(line) for line in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]

@@ -5,13 +5,12 @@ node's predictor, and the exported fp16 file loads as a model the node can run."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from training_checks import refine_train
 
 from refine_perception.data.synthetic.sticks import generate_sticks_dataset, render_sticks
 from refine_perception.instances.predict import InstancePredictor
@@ -68,10 +67,7 @@ def test_loss_falls_validation_and_export(sticks: Path, tmp_path: Path) -> None:
     assert [h["step"] for h in trainer.history] == [24, 48] and {"AP", "AP50", "mIoU"} <= set(trainer.history[0])
     assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     out = tmp_path / "shipped.safetensors"
-    done = subprocess.run([sys.executable, "-m", "refine_perception.training", "export", "--weights", str(final),
-                           "--out", str(out)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert yaml.safe_load(done.stdout)["dtype"] == "float16"
+    assert yaml.safe_load(refine_train("export", "--weights", str(final), "--out", str(out)))["dtype"] == "float16"
     predictor, _ = InstancePredictor.from_file(out)
     assert predictor.input_size == (64, 96)
     results = predictor([render_sticks(np.random.SeedSequence([21, 0]), 192, 128).image])[0]
@@ -93,12 +89,6 @@ def test_discriminative_formulation_through_the_cli(sticks: Path, tmp_path: Path
     }
     config = tmp_path / "discriminative.yaml"
     config.write_text(yaml.safe_dump(tree))
-
-    def refine_train(*args: str) -> str:
-        done = subprocess.run([sys.executable, "-m", "refine_perception.training", *args], capture_output=True,
-                              text=True, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return done.stdout
 
     assert "weights:" in refine_train("instances", "--config", str(config), "--no-progress")
     lines = [json.loads(line) for line in (tmp_path / "run" / "scalars.jsonl").read_text().splitlines()]

@@ -6,13 +6,12 @@ stage outputs equal to torch), and the held-out command scores it."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from training_checks import refine_train
 
 from refine_perception.data.synthetic.street import generate_street_dataset, render_street
 from refine_perception.models.lrn.network import STAGE_STRIDES
@@ -30,13 +29,6 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("street")
     generate_street_dataset(root, 6, seed=21, split="train", workers=1, progress=False, width=WIDTH, height=HEIGHT)
     return root
-
-
-def refine_train(*args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "refine_perception.training", *args], capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
 
 
 def test_disk_and_rendered_sources_agree(street: Path) -> None:
