@@ -599,7 +599,7 @@ def load_stages(path: str | Path | None, overrides: Sequence[str] = (),
         except ConfigError as err:
             raise ConfigError(f"{path}: stage {name}: {err}") from err
         clash = [previous for previous, other in done if other.run.out == config.run.out]
-        if clash:
+        if clash and not any(item.startswith("run.out=") for item in overrides):  # --set run.out= is for one --stage
             raise ConfigError(f"{path}: stage {name}: run.out {config.run.out} is stage {clash[0]}'s too; each "
                               "stage needs its own")
         done.append((name, config))
