@@ -15,12 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from refine_perception.data.formats.cityscapes import INSTANCE_OFFSET
+from refine_perception.data.formats.cityscapes import instances_of
 from refine_perception.instances.result import InstanceResult
 from refine_perception.metrics.boundary import SemanticBoundaryF
 from refine_perception.metrics.cityscapes_ap import cityscapes_ap
 from refine_perception.metrics.coco_ap import coco_mask_ap
-from refine_perception.metrics.instances import APResult, GtInstance, PredInstance, json_float, to_rle
+from refine_perception.metrics.instances import APResult, GtInstance, PredInstance, json_float, mask_iou, to_rle
 from refine_perception.metrics.semantic import SemanticConfusion
 from refine_perception.segmentation.classes import (
     IGNORE_LABEL,
@@ -81,8 +81,7 @@ def _matches(truth: Sequence[np.ndarray], predictions: Sequence[np.ndarray]) -> 
     for mask in predictions:
         best, best_iou = -1, MATCH_IOU
         for k in free:
-            union = np.count_nonzero(mask | truth[k])
-            iou = np.count_nonzero(mask & truth[k]) / union if union else 0.0
+            iou = mask_iou(mask, truth[k])
             if iou >= best_iou:
                 best, best_iou = k, iou
         if best >= 0:
@@ -114,8 +113,7 @@ def score_street_frames(truth_labels: Sequence[np.ndarray], truth_ids: Sequence[
         semantic.update(guess, truth)
         boundary.update(guess, truth)
         valid = truth != IGNORE_LABEL
-        objects = [(int(v) // INSTANCE_OFFSET, gt_ids == v) for v in np.unique(gt_ids)
-                   if v >= INSTANCE_OFFSET and int(v) // INSTANCE_OFFSET in things]
+        objects = [(instance.class_id, instance.mask) for instance in instances_of(gt_ids, things)]
         gt_instances.append([GtInstance(c, to_rle(m, "ground truth")) for c, m in objects])
         results = sorted(found or [], key=lambda r: -r.score)
         predictions.append([PredInstance(r.class_id, to_rle(r.mask, "prediction"), r.score) for r in results])

@@ -102,6 +102,12 @@ def check_class_score(class_id: object, score: object | None, where: str) -> Non
         raise ValueError(f"{where}: score must be a finite number, got {score!r}")
 
 
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two bool masks of one size; 0 when both are empty."""
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 0.0
+
+
 def percent(value: float) -> str:
     """A fraction as a table cell: percent with two decimals, '-' for NaN."""
     return "-" if math.isnan(value) else f"{100 * value:.2f}"

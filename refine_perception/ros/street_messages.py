@@ -21,8 +21,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from refine_msgs.msg import ClassInfo, ClassMap, InstanceArray
 from refine_perception.data.formats.cityscapes import color_table, colorize
+from refine_perception.instances.result import InstanceResult
 from refine_perception.ros.image_messages import numpy_to_image, to_bgr
-from refine_perception.ros.instance_messages import draw_instances, instance_array, instance_results
+from refine_perception.ros.instance_messages import draw_instances, instance_array
 
 if TYPE_CHECKING:  # the pipeline brings torch; what converts messages needs only its interface
     from refine_perception.segmentation.pipeline import StreetFrame, StreetPipeline
@@ -66,17 +67,19 @@ def draw_street(frame: StreetFrame) -> np.ndarray:
     return draw_instances(blended, frame.results)
 
 
-def street_markers(instances: InstanceArray, K: np.ndarray | None) -> MarkerArray:
+def street_markers(instances: InstanceArray, results: Sequence[InstanceResult], K: np.ndarray | None) -> MarkerArray:
     """A DELETEALL, then with the camera matrix `K` per instance a LINE_STRIP along its mask's outer
     outline and a TEXT_VIEW_FACING "<class> <id>" above it, in the array's header frame on the plane z = 1 m
-    (the instance's index in the array is the marker id; colours: Cityscapes')."""
+    (the instance's index in the array is the marker id; colours: Cityscapes'). `results` are the frame's
+    instances the array was made of (their masks, not decoded again from the array)."""
     header = Header(stamp=instances.header.stamp, frame_id=instances.header.frame_id)
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     if K is None:
         return MarkerArray(markers=markers)
     table = color_table()
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    for k, (msg, result) in enumerate(zip(instances.instances, instance_results(instances))):
+    in_array_order = sorted(results, key=lambda r: -r.score)  # instance_array's (stable) order
+    for k, (msg, result) in enumerate(zip(instances.instances, in_array_order)):
         contours, _ = cv2.findContours(result.mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         if not contours:
             continue

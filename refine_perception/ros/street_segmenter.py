@@ -122,7 +122,7 @@ class StreetSegmenter(PerceptionNode):
         self._labels_pub.publish(labels)
         self._instances_pub.publish(instances)
         self.arrays_published += 1
-        self._markers_pub.publish(street_markers(instances, K))
+        self._markers_pub.publish(street_markers(instances, frame.results, K))
         if self._overlay_pub.get_subscription_count() > 0:
             self._overlay_pub.publish(numpy_to_image(draw_street(frame), "bgr8", msg.header))
         for phase, ms in frame.timings_ms.items():

@@ -120,7 +120,8 @@ class StreetPredictor:
             raise ValueError("this network was opened without its embedding: no instances")
         if not images:
             return []
-        clock = {"start": time.perf_counter(), "labels": 0.0, "instances": 0.0}
+        started = time.perf_counter()
+        labels_s = instances_s = 0.0
         with intra_op_threads(self.threads):
             batch = to_network(np.stack([crop_resize(image, 0, self.input_size) for image in images]))
             outputs = self.run(batch)
@@ -131,17 +132,17 @@ class StreetPredictor:
             results = []
             for i, image in enumerate(images):
                 size = image.shape[:2]
-                started = time.perf_counter()
+                begin = time.perf_counter()
                 labels = [upsampled_labels(stage_logits[k][i], size) for k in wanted]
                 middle = time.perf_counter()
                 found = self.instances(stage_logits[-1][i], embedding[i], size) if embedding is not None and \
                     instances else []
-                clock["labels"] += middle - started
-                clock["instances"] += time.perf_counter() - middle
+                labels_s += middle - begin
+                instances_s += time.perf_counter() - middle
                 results.append(StreetResult(labels, found))
         if timings is not None:
-            timings.update({"network": 1e3 * (network_done - clock["start"]), "labels": 1e3 * clock["labels"],
-                            "instances": 1e3 * clock["instances"]})
+            timings.update({"network": 1e3 * (network_done - started), "labels": 1e3 * labels_s,
+                            "instances": 1e3 * instances_s})
         return results
 
     def instances(self, logits: np.ndarray, embedding: np.ndarray, size: tuple[int, int]) -> list[PredInstance]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from refine_perception.metrics.instances import mask_iou
+
 GRID = 4
 MAX_ID = 2**32 - 1  # refine_msgs/Instance.id is a uint32 >= 1
 
@@ -64,8 +66,7 @@ class MaskTracker:
             for j, track in enumerate(self.tracks):
                 if track.class_id != class_id or track.mask.shape != mask.shape:
                     continue
-                union = np.count_nonzero(mask | track.mask)
-                iou = np.count_nonzero(mask & track.mask) / union if union else 0.0
+                iou = mask_iou(mask, track.mask)
                 if iou >= self.min_iou:
                     pairs.append((iou, i, j))
         ids = [0] * len(masks)

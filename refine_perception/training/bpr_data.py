@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from refine_perception.data.formats.cityscapes import INSTANCE_OFFSET
+from refine_perception.data.formats.cityscapes import instances_of
 from refine_perception.models.bpr.refine import PatchSettings, training_patches
 from refine_perception.runtime.kinds import file_format
 from refine_perception.segmentation.classes import STREET_INSTANCE_CLASSES, label_ids_of
@@ -50,8 +50,7 @@ def sticks_truth(ids: np.ndarray) -> Objects:
 
 def street_truth(ids: np.ndarray, classes: Sequence[int]) -> Objects:
     """A street scene's objects of the given Cityscapes classes from its instanceIds map."""
-    return [(int(value) // INSTANCE_OFFSET, ids == value) for value in np.unique(ids)
-            if value >= INSTANCE_OFFSET and int(value) // INSTANCE_OFFSET in classes]
+    return [(instance.class_id, instance.mask) for instance in instances_of(ids, classes)]
 
 
 class BPRPatchSet(ConcatenatedSources):

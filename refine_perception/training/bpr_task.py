@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from refine_perception.metrics.boundary import boundary_f_score
+from refine_perception.metrics.instances import mask_iou
 from refine_perception.models.bpr import weights as bpr_weights
 from refine_perception.models.bpr.network import BoundaryRefiner
-from refine_perception.models.bpr.refine import PatchSettings, refine_masks
+from refine_perception.models.bpr.refine import MATCH_IOU, PatchSettings, refine_masks
 from refine_perception.training.bpr_data import BPRPatchSet, collate
 from refine_perception.training.config import BPRTrainConfig
 from refine_perception.training.instance_task import ModelFiles
@@ -25,12 +26,6 @@ from refine_perception.training.trainer import Trainer
 MODEL_FILES = ModelFiles(bpr_weights.FORMAT, bpr_weights.ARCHITECTURE_KEYS, bpr_weights.architecture,
                          bpr_weights.save_bpr, bpr_weights.load_bpr)
 BOUNDARY_TOLERANCE_PX = 3
-MATCH_IOU = 0.5
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
 
 
 class BPRTask:
@@ -75,7 +70,7 @@ class BPRTask:
             refined, count = refine_masks(image, [mask for _, mask in predicted], run, self.patches)
             patches += count
             for (class_id, mask), better in zip(predicted, refined):
-                matches = [(_iou(mask, gt), gt) for c, gt in truth if c == class_id]
+                matches = [(mask_iou(mask, gt), gt) for c, gt in truth if c == class_id]
                 best_iou, best = max(matches, key=lambda pair: pair[0], default=(0.0, None))
                 if best is None or best_iou <= MATCH_IOU:
                     continue

@@ -416,9 +416,9 @@ class BPRTrainConfig:
                                           self.augment.hue_saturation, self.augment.blur, self.augment.affine)):
             raise ConfigError("augment: patches are cut from the segmenter's view of the scene; only flip applies")
         for where, data in (("train", self.train), ("val.data", self.val.data)):
-            if where != "val.data" or data.sticks or data.street:
-                if not data.segmenter or not (data.sticks or data.street) or data.patches_per_scene < 1:
-                    raise ConfigError(f"{where}: needs a segmenter, sticks or street scenes and patches_per_scene >= 1")
+            scenes = bool(data.sticks or data.street)  # validation is optional, training is not
+            if (where == "train" or scenes) and (not data.segmenter or not scenes or data.patches_per_scene < 1):
+                raise ConfigError(f"{where}: needs a segmenter, sticks or street scenes and patches_per_scene >= 1")
             if any(d.kind == "disk" and not d.root for d in data.sticks) or \
                     any(d.kind == "cityscapes" and not d.root for d in data.street):
                 raise ConfigError(f"{where}: a disk or cityscapes dataset needs a root")

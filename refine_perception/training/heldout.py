@@ -213,7 +213,7 @@ def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, 
     runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference)."""
     import numpy as np
 
-    from refine_perception.data.formats.cityscapes import INSTANCE_OFFSET, class_of
+    from refine_perception.data.formats.cityscapes import instances_of
     from refine_perception.metrics.boundary import SemanticBoundaryF
     from refine_perception.metrics.cityscapes_ap import cityscapes_ap
     from refine_perception.metrics.coco_ap import coco_mask_ap
@@ -245,8 +245,8 @@ def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, 
                 confusion.update(predicted, labels)
                 boundary.update(predicted, labels)
             truth_maps.append(ids)
-            truth.append([GtInstance(int(class_of(np.array(v))), to_rle(ids == v, "ground truth"))
-                          for v in np.unique(ids) if v >= INSTANCE_OFFSET and int(v) // INSTANCE_OFFSET in instance_ids])
+            truth.append([GtInstance(instance.class_id, to_rle(instance.mask, "ground truth"))
+                          for instance in instances_of(ids, instance_ids)])
             predictions.append([PredInstance(p.class_id, to_rle(p.mask, "prediction"), p.score)
                                 for p in result.instances])
     stages = [{"stride": stride, "mIoU": c.miou(), "boundary_F": b.mean()}

@@ -10,6 +10,7 @@ back to road before ground truth goes to them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,9 +135,16 @@ class CityscapesAnnotation:
 
     def instances(self) -> list[Instance]:
         """Individual instances (ids >= 1000) in increasing id order; groups and stuff are not instances."""
-        ids = np.unique(self.instance_ids)
-        things = ids[ids >= INSTANCE_OFFSET]
-        return [Instance(int(i), int(i) // INSTANCE_OFFSET, self.instance_ids == i) for i in things]
+        return instances_of(self.instance_ids)
+
+
+def instances_of(instance_ids: np.ndarray, class_ids: Collection[int] | None = None) -> list[Instance]:
+    """The individual instances (ids >= 1000) of an instanceIds map in increasing id order, only those of
+    `class_ids` when given; groups and stuff are not instances."""
+    ids = np.unique(instance_ids)
+    things = [int(i) for i in ids[ids >= INSTANCE_OFFSET]]
+    return [Instance(i, i // INSTANCE_OFFSET, instance_ids == i) for i in things
+            if class_ids is None or i // INSTANCE_OFFSET in class_ids]
 
 
 def _read_gray(path: Path) -> np.ndarray:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from refine_perception.metrics.instances import mask_iou
 from refine_perception.models.bpr.crop import crop_patches
 from refine_perception.models.bpr.paste import paste_patches
 from refine_perception.models.bpr.patches import DEFAULT_PATCH, propose_patches
@@ -63,11 +64,6 @@ def refine_masks(image_bgr: np.ndarray, masks: Sequence[np.ndarray], run: Callab
     return refined, len(batch)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 0.0
-
-
 def training_patches(image_bgr: np.ndarray, predictions: Sequence[tuple[int, np.ndarray]],
                      truth: Sequence[tuple[int, np.ndarray]], settings: PatchSettings = PatchSettings()
                      ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,7 +73,7 @@ def training_patches(image_bgr: np.ndarray, predictions: Sequence[tuple[int, np.
     size = settings.input_size
     inputs, targets = [image.new_zeros((0, 4, size, size))], [image.new_zeros((0, size, size))]
     for class_id, mask in predictions:
-        candidates = [(_iou(mask, gt), gt) for c, gt in truth if c == class_id]
+        candidates = [(mask_iou(mask, gt), gt) for c, gt in truth if c == class_id]
         best_iou, best = max(candidates, key=lambda pair: pair[0], default=(0.0, None))
         if best is None or best_iou <= MATCH_IOU:
             continue
