@@ -83,3 +83,28 @@ def test_a_node_without_its_refiner_keeps_running(ros, tmp_path: Path) -> None:
     assert not node.model_error and node.pipeline is not None and node.pipeline.refiner is None
     values = node.status_summary()[2]
     assert "none.safetensors" in values["boundary_refinement"]
+
+
+def test_the_heldout_tests_score_refined_masks_next_to_the_unrefined(everywhere: Path, tmp_path: Path) -> None:
+    """`refine-train evaluate ... --boundary-model`: the same frames scored twice, the unrefined figures equal to a
+    run without the refiner, the refined ones of the grown masks, and the refinement's cost reported."""
+    from refine_perception.training.heldout import evaluate_instances_heldout, evaluate_street_heldout
+
+    sticks = write_banded_model(tmp_path / "banded.safetensors")
+    common = {"num": 2, "width": 160, "height": 120, "workers": 1, "progress": False}
+    plain = evaluate_instances_heldout(sticks, **common)
+    both = evaluate_instances_heldout(sticks, **common, boundary_model=everywhere, boundary_nms=0.3)
+    for key in ("mask_AP", "mask_AP50", "boundary_F", "boundary_F_3px", "mIoU"):
+        assert both[key] == plain[key]
+    assert both["refined"]["mIoU"] != plain["mIoU"] and "refined masks:" in both["table"]
+    cost = both["refinement"]
+    assert cost["frames"] == 2 and cost["nms"] == 0.3 and cost["patches_per_frame_mean"] > 0
+    assert cost["ms_per_frame_median"] > 0 and cost["ms_per_instance_median"] > 0
+
+    cars = write_car_model(tmp_path / "cars.safetensors")
+    common = {"num": 2, "width": 256, "height": 128, "workers": 1, "progress": False}
+    plain = evaluate_street_heldout(cars, **common)
+    both = evaluate_street_heldout(cars, **common, boundary_model=everywhere)
+    assert both["coco_mask_ap"] == plain["coco_mask_ap"] and both["instance_boundary_F"] == plain["instance_boundary_F"]
+    assert both["refined"]["instance_boundary_F"] != plain["instance_boundary_F"]
+    assert both["refinement"]["frames"] == 2 and "refined instances" in both["table"]

@@ -13,6 +13,7 @@ import yaml
 
 from refine_perception.training.config import (
     AugmentConfig,
+    BPRTrainConfig,
     ConfigError,
     DatasetConfig,
     InstancesTrainConfig,
@@ -41,11 +42,23 @@ def test_config_directory_is_not_empty() -> None:
 
 @pytest.mark.parametrize("path", YAML_FILES, ids=lambda p: p.name)
 def test_shipped_yaml_loads_and_round_trips(path: Path) -> None:
-    kinds = {"instances": InstancesTrainConfig, "street": StreetTrainConfig}
+    kinds = {"instances": InstancesTrainConfig, "street": StreetTrainConfig, "bpr": BPRTrainConfig}
     kind = kinds.get(path.name.split("_")[0], LanesTrainConfig)
     for _, config in load_stages(path, kind=kind):  # a plain file is one unnamed stage
         assert isinstance(config, kind)
         assert from_dict(kind, yaml.safe_load(yaml.safe_dump(to_dict(config)))) == config
+
+
+def test_a_section_keeps_its_parents_defaults() -> None:
+    """A section given in part starts from the default its parent config declares, not from the section's own
+    class defaults: BPR's augment default turns every photometric change off, so `augment: {flip: 0.5}` is valid."""
+    config = from_dict(BPRTrainConfig, {"train": {"segmenter": "m.safetensors", "sticks": [{"kind": "synthetic"}]},
+                                        "augment": {"flip": 0.5}, "run": {"seed": 3}})
+    assert config.augment == AugmentConfig(flip=0.5, channel_shuffle=0.0, brightness=0.0, hue_saturation=0.0, blur=0.0,
+                                           affine=0.0)
+    assert config.run.out == "runs/bpr" and config.run.seed == 3
+    with pytest.raises(ConfigError, match="only flip applies"):
+        from_dict(BPRTrainConfig, {"train": {"segmenter": "m", "sticks": [{}]}, "augment": {"blur": 0.2}})
 
 
 def test_instance_config_checks() -> None:

@@ -150,6 +150,15 @@ def _labels(masks: np.ndarray, order: Sequence[int]) -> np.ndarray:
     return labels
 
 
+def instance_label_maps(gt_masks: np.ndarray, pred_masks: np.ndarray, scores: np.ndarray,
+                        score_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """One frame's instance label maps (ground truth, prediction) from (K, H, W) masks: the predictions scoring
+    at least `score_threshold`, painted by increasing score so the surer one wins where two overlap."""
+    confident = np.flatnonzero(scores >= score_threshold)
+    gt_labels = _labels(gt_masks, range(len(gt_masks)))
+    return gt_labels, _labels(pred_masks, confident[np.argsort(scores[confident], kind="stable")])
+
+
 def _matches(truth: np.ndarray, pred: np.ndarray, scores: np.ndarray) -> int:
     """True positives: predictions by decreasing score, each taking the unmatched truth of highest IoU
     when it is >= MATCH_IOU."""
@@ -201,8 +210,7 @@ def score_instance_frames(
         pred_masks = _masks(preds, size, f"frame {index}: prediction")
         scores = np.array([p.score for p in preds], np.float64)
         confident = np.flatnonzero(scores >= score_threshold)
-        gt_labels = _labels(gt_masks, range(len(gts)))
-        pred_labels = _labels(pred_masks, confident[np.argsort(scores[confident], kind="stable")])
+        gt_labels, pred_labels = instance_label_maps(gt_masks, pred_masks, scores, score_threshold)
         boundary = boundary_f_score(pred_labels, gt_labels, tolerance).f
         gt_stick, pred_stick = gt_labels > 0, pred_labels > 0
         semantic.update(pred_stick.astype(np.uint8), gt_stick.astype(np.uint8))

@@ -125,9 +125,12 @@ def _evaluate_scenes(args: argparse.Namespace) -> int:
     width, _, height = args.size.partition("x")
     if not (width.isdigit() and height.isdigit() and int(width) >= 32 and int(height) >= 32) or args.num < 1:
         raise ConfigError(f"--size must be WxH of at least 32x32 and --num at least 1, got {args.size!r} and {args.num}")
+    if not 0 <= args.boundary_nms < 1:
+        raise ConfigError(f"--boundary-nms must be in [0, 1), got {args.boundary_nms}")
     report = evaluate(args.weights, num=args.num, seed=args.seed, width=int(width), height=int(height),
                       workers=args.workers, progress=not args.no_progress, runtime=runtime_choice(args),
-                      int8_weight_bits=args.int8_weight_bits)
+                      int8_weight_bits=args.int8_weight_bits, boundary_model=args.boundary_model,
+                      boundary_nms=args.boundary_nms)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -184,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
         scenes.add_argument("--seed", type=int, default=2, help="scene stream seed, never used in training (default 2)")
         scenes.add_argument("--size", default=size, help=f"camera image size WxH (default {size})")
         scenes.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
+        scenes.add_argument("--boundary-model", type=Path, help="also score the instances refined by this boundary "
+                            "patch refiner (refine-train bpr), on the same frames")
+        scenes.add_argument("--boundary-nms", type=float, default=0.55,
+                            help="patch proposal NMS of the refinement (default 0.55, the node's)")
         add_runtime_arguments(scenes)
         scenes.add_argument("--json", action="store_true", help="print the report as json")
         scenes.add_argument("--out", type=Path, help="also write the json report here")

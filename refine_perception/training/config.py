@@ -456,22 +456,40 @@ def to_dict(config: Any) -> Any:
     return config
 
 
-def from_dict(cls: type, data: Any, where: str = "") -> Any:
-    """Build dataclass `cls` from a mapping, checking every key and value type."""
+def from_dict(cls: type, data: Any, where: str = "", base: Any = None) -> Any:
+    """Build dataclass `cls` from a mapping, checking every key and value type. Keys left out keep the values
+    of `base` (default: the dataclass's defaults); a nested section starts from its field's default in the
+    parent, so `augment: {flip: 0.5}` changes only flip of a config whose augment default differs from
+    AugmentConfig()."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(str(key) for key in set(data) - names)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(str(key) for key in set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; expected some of {sorted(names)}")
-    values = {key: _coerce(hints[key], value, f"{where}.{key}" if where else key) for key, value in data.items()}
+        raise ConfigError(f"{where or 'config'}: unknown key(s) {unknown}; expected some of {sorted(fields)}")
+    values = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if dataclasses.is_dataclass(hints[key]):
+            values[key] = from_dict(hints[key], value, path, _field_default(fields[key]))
+        else:
+            values[key] = _coerce(hints[key], value, path)
     try:
-        return cls(**values)
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except ConfigError:
         raise
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where or 'config'}: {err}") from err
+
+
+def _field_default(field: dataclasses.Field) -> Any:
+    """The default a dataclass field takes when left out, or None when it has none."""
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
 
 
 def _coerce(hint: Any, value: Any, where: str) -> Any:
