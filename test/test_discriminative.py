@@ -14,6 +14,7 @@ from refine_perception.models.discriminative.clustering import (
     MeanShiftSettings,
     cluster_embeddings,
     cluster_points,
+    instance_scores,
 )
 from refine_perception.models.discriminative.loss import DiscriminativeLoss, DiscriminativeSettings
 
@@ -274,3 +275,26 @@ def test_rejects_bad_settings_and_shapes():
         MeanShiftSettings(min_pixels=0)
     with pytest.raises(ValueError):
         cluster_embeddings(np.zeros((8, 4, 5), np.float32), np.zeros((4, 6), bool))
+
+
+def test_instance_scores_discount_fragments_and_mixtures() -> None:
+    """Equal probability, different evidence: the bigger and the tighter cluster score higher, one whose median
+    pixel lies 2 delta_dist from its mean scores 0, and without the size factor a point cluster scores its
+    mean probability."""
+    rng = np.random.default_rng(0)
+    instance_map = np.zeros((20, 40), np.int32)
+    instance_map[:10, :20] = 1   # 200 pixels, tight
+    instance_map[10:, :20] = 2   # 200 pixels, loose
+    instance_map[:2, 20:30] = 3  # 20 pixels, tight
+    instance_map[10:, 20:] = 4   # 200 pixels, a mixture of two far-apart centres
+    embeddings = np.zeros((2, 20, 40), np.float32)
+    embeddings[:, instance_map == 2] = rng.normal(0.0, 0.5, (2, 200))
+    embeddings[0, instance_map == 4] = np.where(np.arange(200) % 2, 3.0, -3.0)
+    probability = np.full((20, 40), 0.8, np.float32)
+    scores = instance_scores(embeddings, instance_map, probability, delta_dist=1.5)
+    assert scores.shape == (4,) and scores.dtype == np.float32
+    assert scores[0] > scores[1] > 0 and scores[0] > scores[2] > 0 and scores[3] == 0.0
+    assert scores[0] == pytest.approx(0.8 * (1 - np.exp(-2.0)), rel=1e-5)
+    plain = instance_scores(embeddings, instance_map, probability, delta_dist=1.5, size_scale_px=0.0)
+    assert plain[0] == pytest.approx(0.8) and plain[2] == pytest.approx(0.8)
+    assert len(instance_scores(embeddings, np.zeros_like(instance_map), probability, 1.5)) == 0

@@ -21,7 +21,12 @@ import numpy as np
 import torch
 
 from refine_perception.models.discriminative import weights as discriminative_weights
-from refine_perception.models.discriminative.clustering import MeanShiftClusters, MeanShiftSettings, cluster_embeddings
+from refine_perception.models.discriminative.clustering import (
+    MeanShiftClusters,
+    MeanShiftSettings,
+    cluster_embeddings,
+    instance_scores,
+)
 from refine_perception.models.discriminative.output import split_output as split_discriminative
 from refine_perception.models.spatial_embeddings import weights as spatial_weights
 from refine_perception.models.spatial_embeddings.clustering import Clusters, ClusterSettings, cluster
@@ -53,8 +58,7 @@ class SeedDecoder:
 class MeanShiftDecoder:
     """Discriminative loss: an embedding and semantic logits (background first). The logits' argmax says which
     pixels are foreground and of which class; each class's foreground embeddings are grouped by the fast
-    mean shift, and an instance scores the mean probability of its class over its pixels (how sure the
-    head is that the instance is one)."""
+    mean shift, and an instance scores by its class probability, size and tightness (instance_scores)."""
 
     name: ClassVar[str] = "discriminative"
     embedding_dim: int
@@ -86,9 +90,7 @@ class MeanShiftDecoder:
                                     replace(settings, max_instances=settings.max_instances - found))
             members = clusters.instance_map > 0
             instance_map[members] = clusters.instance_map[members] + found
-            sums = np.bincount(clusters.instance_map[members], probabilities[label][members],
-                               minlength=len(clusters.sizes) + 1)
-            scores.append(sums[1:] / np.maximum(clusters.sizes, 1))
+            scores.append(instance_scores(embedding, clusters.instance_map, probabilities[label], self.delta_dist))
             class_ids.append(np.full(len(clusters.sizes), label - 1, np.int64))
             found += len(clusters.sizes)
         return Clusters(instance_map, np.concatenate([np.zeros(0), *scores]).astype(np.float32),
