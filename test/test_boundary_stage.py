@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 from instance_checks import write_banded_model
 from street_checks import write_car_model
 
+from refine_perception.boundaries.figure import RefinedFrame, comparison_figure
 from refine_perception.boundaries.stage import BoundaryStage
 from refine_perception.data.synthetic.sticks import render_sticks
 from refine_perception.data.synthetic.street import render_street
@@ -93,13 +95,16 @@ def test_the_heldout_tests_score_refined_masks_next_to_the_unrefined(everywhere:
     sticks = write_banded_model(tmp_path / "banded.safetensors")
     common = {"num": 2, "width": 160, "height": 120, "workers": 1, "progress": False}
     plain = evaluate_instances_heldout(sticks, **common)
-    both = evaluate_instances_heldout(sticks, **common, boundary_model=everywhere, boundary_nms=0.3)
+    picture = tmp_path / "compare.jpg"
+    both = evaluate_instances_heldout(sticks, **common, boundary_model=everywhere, boundary_nms=0.3, figure=picture)
     for key in ("mask_AP", "mask_AP50", "boundary_F", "boundary_F_3px", "mIoU"):
         assert both[key] == plain[key]
     assert both["refined"]["mIoU"] != plain["mIoU"] and "refined masks:" in both["table"]
     cost = both["refinement"]
     assert cost["frames"] == 2 and cost["nms"] == 0.3 and cost["patches_per_frame_mean"] > 0
     assert cost["ms_per_frame_median"] > 0 and cost["ms_per_instance_median"] > 0
+    drawn = cv2.imread(str(picture))  # two panels of 120 px shown 3x per changed frame, with 4 px gaps
+    assert drawn is not None and drawn.shape[1] == 2 * 360 + 4 and drawn.shape[0] % (360 + 4) == 0
 
     cars = write_car_model(tmp_path / "cars.safetensors")
     common = {"num": 2, "width": 256, "height": 128, "workers": 1, "progress": False}
@@ -108,3 +113,15 @@ def test_the_heldout_tests_score_refined_masks_next_to_the_unrefined(everywhere:
     assert both["coco_mask_ap"] == plain["coco_mask_ap"] and both["instance_boundary_F"] == plain["instance_boundary_F"]
     assert both["refined"]["instance_boundary_F"] != plain["instance_boundary_F"]
     assert both["refinement"]["frames"] == 2 and "refined instances" in both["table"]
+
+
+def test_the_comparison_figure_skips_frames_refinement_left_alone() -> None:
+    image = np.zeros((60, 80, 3), np.uint8)
+    mask = np.zeros((60, 80), bool)
+    mask[20:40, 20:50] = True
+    grown_mask = mask.copy()
+    grown_mask[18:42, 18:52] = True
+    same = RefinedFrame(image, [mask], [mask], [mask.copy()])
+    assert same.most_changed() is None and comparison_figure([same]) is None
+    picture = comparison_figure([same, RefinedFrame(image, [grown_mask], [mask], [grown_mask])], window=40, zoom=2)
+    assert picture is not None and picture.shape == (40 * 2 + 4, 2 * 40 * 2 + 4, 3)

@@ -127,10 +127,12 @@ def _evaluate_scenes(args: argparse.Namespace) -> int:
         raise ConfigError(f"--size must be WxH of at least 32x32 and --num at least 1, got {args.size!r} and {args.num}")
     if not 0 <= args.boundary_nms < 1:
         raise ConfigError(f"--boundary-nms must be in [0, 1), got {args.boundary_nms}")
+    if args.figure and not args.boundary_model:
+        raise ConfigError("--figure draws what --boundary-model changes: give both")
     report = evaluate(args.weights, num=args.num, seed=args.seed, width=int(width), height=int(height),
                       workers=args.workers, progress=not args.no_progress, runtime=runtime_choice(args),
                       int8_weight_bits=args.int8_weight_bits, boundary_model=args.boundary_model,
-                      boundary_nms=args.boundary_nms)
+                      boundary_nms=args.boundary_nms, figure=args.figure)
     print(json.dumps(report, indent=2) if args.json else report["table"])
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
@@ -191,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "patch refiner (refine-train bpr), on the same frames")
         scenes.add_argument("--boundary-nms", type=float, default=0.55,
                             help="patch proposal NMS of the refinement (default 0.55, the node's)")
+        scenes.add_argument("--figure", type=Path, help="with --boundary-model: write a JPEG of unrefined against "
+                            "refined masks (zoomed where the refinement changed most) on the first frames it changed")
         add_runtime_arguments(scenes)
         scenes.add_argument("--json", action="store_true", help="print the report as json")
         scenes.add_argument("--out", type=Path, help="also write the json report here")

@@ -184,6 +184,21 @@ class _RefinementCost:
                 f"patches per frame")
 
 
+FIGURE_FRAMES = 4  # frames of the refinement comparison picture (the first where refinement changed a mask)
+
+
+def _write_figure(frames: list[Any], path: str | Path) -> None:
+    import cv2
+
+    from refine_perception.boundaries.figure import comparison_figure
+
+    picture = comparison_figure(frames)
+    if picture is None:
+        raise ValueError("the refiner changed no mask on these frames: no comparison to draw")
+    if not cv2.imwrite(str(path), picture, [cv2.IMWRITE_JPEG_QUALITY, 90]):
+        raise OSError(f"could not write {path}")
+
+
 def _sticks_figures(truth: list[list[Any]], predictions: list[list[Any] | None]) -> dict[str, Any]:
     """Every figure of the sticks test, over all scenes and over the crowded ones."""
     figures = _instance_figures(truth, predictions)
@@ -211,16 +226,17 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
                                height: int = 480, workers: int = 2, batch_size: int = 8,
                                progress: bool = True, runtime: tuple[str, str] = ("torch", "fp32"),
                                int8_weight_bits: int = 0, boundary_model: str | Path | None = None,
-                               boundary_nms: float = 0.55) -> dict[str, Any]:
+                               boundary_nms: float = 0.55, figure: str | Path | None = None) -> dict[str, Any]:
     """Score instance weights (either formulation) on `num` rendered stick scenes of a seed no training config uses, as the
     instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
     mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth, over all scenes and
     over those with at least CROWDED_STICKS sticks (where crossings are most frequent). The network runs on
     the runtime's (backend, precision) = `runtime` on the CPU (torch fp32: the reference). With a
     `boundary_model`, the same frames are also scored with the masks refined as the node refines them
-    (under "refined", with the gains and the refinement's cost)."""
+    (under "refined", with the refinement's cost), and `figure` is a picture of what it changed."""
     from dataclasses import replace
 
+    from refine_perception.boundaries.figure import RefinedFrame
     from refine_perception.instances.grasps import add_grasps
     from refine_perception.instances.predict import InstancePredictor, oriented_box
     from refine_perception.instances.sticks_truth import scene_truth
@@ -236,6 +252,7 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
     predictions: list[list[Any] | None] = []
     refined: list[list[Any] | None] = []
     cost = _RefinementCost()
+    changed: list[RefinedFrame] = []
     scenes = ordered_map(_render_sticks, [(seed, i, width, height) for i in range(num)], workers, progress,
                          "sticks scenes")
     while batch := list(itertools.islice(scenes, batch_size)):
@@ -246,6 +263,9 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
                 masks = refiner(scene.image, [r.mask for r in found])
                 cost.add(refiner)
                 better = [replace(r, mask=m, box=oriented_box(m)) for r, m in zip(found, masks) if m.any()]
+                frame = RefinedFrame(scene.image, [t.mask for t in truth[-1]], [r.mask for r in found], masks)
+                if figure is not None and len(changed) < FIGURE_FRAMES and frame.most_changed() is not None:
+                    changed.append(frame)
                 refined.append(add_grasps(better, scene.camera.K, table_distance, depth=scene.depth))
     figures = _sticks_figures(truth, predictions)
     lines = [f"held-out sticks test: {num} scenes of seed {seed} at {width}x{height} (rendered)",
@@ -255,6 +275,9 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
         figures["refined"] = _sticks_figures(truth, refined)
         figures["refinement"] = cost.to_dict(str(boundary_model), boundary_nms)
         lines += ["refined masks:", *_sticks_lines(figures["refined"]), cost.line(str(boundary_model), boundary_nms)]
+        if figure is not None:
+            _write_figure(changed, figure)
+            lines.append(f"comparison picture: {figure}")
     seconds = time.perf_counter() - started
     table = "\n".join([*lines, f"{seconds:.0f} s"])
     return {"weights": str(weights), "sha256": metadata.get("sha256"), "seed": seed, "images": num,
@@ -274,15 +297,17 @@ def _render_street(job: tuple[int, int, int, int]) -> tuple[Any, Any]:
 def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, width: int = 1024, height: int = 512,
                             workers: int = 2, batch_size: int = 4, progress: bool = True,
                             runtime: tuple[str, str] = ("torch", "fp32"), int8_weight_bits: int = 0,
-                            boundary_model: str | Path | None = None, boundary_nms: float = 0.55) -> dict[str, Any]:
+                            boundary_model: str | Path | None = None, boundary_nms: float = 0.55,
+                            figure: str | Path | None = None) -> dict[str, Any]:
     """Score label refinement weights on `num` rendered street scenes of a seed no training config uses, at
     the generator's size `width` x `height`: mIoU and boundary F (3 px) of every stage, IoU per class at the
     finest, and the car / person instances by COCO mask AP, Cityscapes AP and the boundary F (3 px) of their
     label maps. The network runs on the runtime's (backend, precision) = `runtime` on the CPU (torch fp32:
     the reference). With a `boundary_model`, the instances are also scored refined as the node refines them
-    (under "refined", with the refinement's cost)."""
+    (under "refined", with the refinement's cost), and `figure` is a picture of what it changed."""
     import numpy as np
 
+    from refine_perception.boundaries.figure import RefinedFrame
     from refine_perception.data.formats.cityscapes import instances_of
     from refine_perception.evaluation.instances import instance_label_maps
     from refine_perception.metrics.boundary import SemanticBoundaryF, boundary_f_score
@@ -311,6 +336,7 @@ def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, 
     if refiner is not None:
         variants["refined"] = ([], [])
     cost = _RefinementCost()
+    changed: list[RefinedFrame] = []
     scenes = ordered_map(_render_street, [(seed, i, width, height) for i in range(num)], workers, progress,
                          "street scenes")
     while batch := list(itertools.islice(scenes, batch_size)):
@@ -326,8 +352,11 @@ def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, 
             masks = [p.mask for p in result.instances]
             for variant, (predictions, frame_f) in variants.items():
                 if variant == "refined":
-                    masks = refiner(image, masks)
+                    frame = RefinedFrame(image, [instance.mask for instance in objects], masks, refiner(image, masks))
+                    masks = frame.refined
                     cost.add(refiner)
+                    if figure is not None and len(changed) < FIGURE_FRAMES and frame.most_changed() is not None:
+                        changed.append(frame)
                 kept = [(p, mask) for p, mask in zip(result.instances, masks) if mask.any()]  # as the node keeps them
                 predictions.append([PredInstance(p.class_id, to_rle(mask, "prediction"), p.score) for p, mask in kept])
                 scores = np.array([p.score for p, _ in kept], np.float64)
@@ -365,6 +394,9 @@ def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, 
         report["refined"] = scored["refined"]
         report["refinement"] = cost.to_dict(str(boundary_model), boundary_nms)
         lines.append(cost.line(str(boundary_model), boundary_nms))
+        if figure is not None:
+            _write_figure(changed, figure)
+            lines.append(f"comparison picture: {figure}")
     seconds = time.perf_counter() - started
     lines.append(f"{seconds:.0f} s")
     return {**report, "seconds": round(seconds, 1), "table": "\n".join(lines)}
