@@ -54,7 +54,8 @@ class InstanceSegmenter(PerceptionNode):
         *boundary_params(InstanceSettings),
         # the output-shaping parameters take their defaults from the pipeline's settings
         Param.of(InstanceSettings, "score_threshold", "Instances scoring below this are dropped (score: the "
-                 "seed's, or the mean class probability of a discriminative-loss instance)", min=0.0, max=1.0),
+                 "seed's, or for a discriminative-loss instance its class probability discounted for small size "
+                 "and loose embeddings)", min=0.0, max=1.0),
         Param.of(InstanceSettings, "seed_threshold", "SpatialEmbeddings clustering: weakest seed that may start "
                  "an instance", min=0.0, max=1.0),
         Param.of(InstanceSettings, "min_pixels", "Smallest instance, in pixels at the network's resolution",

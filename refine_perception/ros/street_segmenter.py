@@ -60,8 +60,8 @@ class StreetSegmenter(PerceptionNode):
                  "there, which saves the finer stages' time", min=1, max=len(STAGE_STRIDES), read_only=True),
         Param.of(StreetSettings, "instances", "Segment car and person instances (they need every stage)",
                  read_only=True),
-        Param.of(StreetSettings, "score_threshold", "Instances scoring below this (mean class probability over "
-                 "their pixels) are dropped", min=0.0, max=1.0),
+        Param.of(StreetSettings, "score_threshold", "Instances scoring below this (class probability discounted "
+                 "for small size and loose embeddings) are dropped", min=0.0, max=1.0),
         Param.of(StreetSettings, "track_iou", "Least mask IoU with its last mask for an instance to keep its id",
                  min=0.01, max=1.0),
         Param.of(StreetSettings, "track_max_missed", "Frames an unseen instance keeps its id", min=0, max=1000),
