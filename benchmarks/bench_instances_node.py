@@ -7,6 +7,7 @@ The node runs without CameraInfo (use_camera_info:=false), so it gives no grasps
 vector operations per stick and the DDS round trip of three topics would measure the probe, not the node.
 
     ./dev run python -m benchmarks.bench_instances_node [--frames 200] [--backend auto] [--precision auto] [--json]
+        [--refine-boundaries [--boundary-model F]]   (the node with boundary patch refinement, and its cost)
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmarks.node_bench import add_arguments, run_benchmark
+from benchmarks.node_bench import (
+    add_arguments,
+    add_boundary_arguments,
+    boundary_line,
+    boundary_parameters,
+    boundary_split,
+    run_benchmark,
+)
 from refine_msgs.msg import InstanceArray
 from refine_perception.core.stats import median_ms
 from refine_perception.data.synthetic.sticks import sticks_scenes
@@ -38,23 +46,26 @@ def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
         node_ms = median_ms(lambda: node.network(inputs[next(turn) % len(inputs)]), args.repeat)
         cluster_ms = median_ms(lambda: node.decoder(outputs[next(turn) % len(outputs)], node.settings), args.repeat)
         whole_ms = median_ms(lambda: node([frames[next(turn) % len(frames)]]), args.repeat)
+        masks = [(frame, [r.mask for r in node([frame])[0]]) for frame in frames]
     return {"backend": str(info), "torch_eager_network_ms": round(eager_ms, 1), "network_ms": round(node_ms, 1),
             "clustering_ms": round(cluster_ms, 1), "frame_ms": round(whole_ms, 1),
-            "network_speedup": round(eager_ms / node_ms, 2)}
+            "network_speedup": round(eager_ms / node_ms, 2), **boundary_split(args, "sticks", masks)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, "auto: the node's default")
+    add_boundary_arguments(parser)
     args = parser.parse_args()
     args.model = args.model or default_instance_model_path()
     frames = [scene.image for scene in sticks_scenes(2, 12)]
     command = ["instance_segmenter", "--ros-args", "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                "-p", "use_camera_info:=false", "-p", f"model:={args.model}",
-               "-r", "image_raw:=bench/image_raw", "-r", "instances:=bench/results"]
+               *boundary_parameters(args), "-r", "image_raw:=bench/image_raw", "-r", "instances:=bench/results"]
     run_benchmark(args, frames, command, InstanceArray, lambda: pipeline_split(args, frames), lambda pl: (
         f"in-process  network: torch eager {pl['torch_eager_network_ms']} ms, {pl['backend']} {pl['network_ms']} ms "
-        f"({pl['network_speedup']}x); clustering {pl['clustering_ms']} ms; whole frame {pl['frame_ms']} ms"))
+        f"({pl['network_speedup']}x); clustering {pl['clustering_ms']} ms; whole frame {pl['frame_ms']} ms"
+        + boundary_line(pl)))
 
 if __name__ == "__main__":
     main()

@@ -162,6 +162,50 @@ def add_arguments(parser: argparse.ArgumentParser, precision_help: str) -> None:
     parser.add_argument("--json", action="store_true")
 
 
+def add_boundary_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of the segmentation benchmarks: boundary patch refinement on or off."""
+    parser.add_argument("--refine-boundaries", action="store_true", help="with boundary patch refinement")
+    parser.add_argument("--boundary-model", type=Path, default=None,
+                        help="refiner weights (default: the task's shipped refiner)")
+    parser.add_argument("--boundary-nms", type=float, default=0.55, help="patch proposal NMS (default 0.55)")
+
+
+def boundary_parameters(args: argparse.Namespace) -> list[str]:
+    """The node's --ros-args for the refinement options."""
+    if not args.refine_boundaries:
+        return []
+    params = ["-p", "refine_boundaries:=true", "-p", f"boundary_nms:={args.boundary_nms}"]
+    return params + (["-p", f"boundary_model:={args.boundary_model}"] if args.boundary_model else [])
+
+
+def boundary_split(args: argparse.Namespace, task: str, frames: list[tuple[np.ndarray, list[np.ndarray]]]
+                   ) -> dict[str, float]:
+    """In process, the refinement stage of the node's runtime on each frame's masks: medians per frame and
+    per instance, mean patches per frame (empty without --refine-boundaries)."""
+    if not args.refine_boundaries:
+        return {}
+    from refine_perception.boundaries.stage import BoundaryStage
+    from refine_perception.runtime import RuntimeConfig
+
+    stage = BoundaryStage.open(str(args.boundary_model or ""), task, RuntimeConfig.of_node(args.backend, "cpu",
+                               args.precision, 0), args.boundary_nms)
+    runs = []
+    for k in range(max(args.repeat, len(frames))):
+        image, masks = frames[k % len(frames)]
+        stage(image, masks)
+        runs.append((stage.last.ms, stage.last.ms_per_instance, stage.last.patches))
+    ms, per_instance, patches = (np.array(column) for column in zip(*runs))
+    return {"boundary_backend": str(stage.info), "boundary_ms": round(float(np.median(ms)), 1),
+            "boundary_ms_per_instance": round(float(np.median(per_instance)), 2),
+            "boundary_patches": round(float(patches.mean()), 1)}
+
+
+def boundary_line(split: dict[str, Any]) -> str:
+    return (f"; boundary refinement ({split['boundary_backend']}) {split['boundary_ms']} ms a frame, "
+            f"{split['boundary_ms_per_instance']} ms an instance, {split['boundary_patches']} patches"
+            if "boundary_ms" in split else "")
+
+
 def _bgr8_messages(frames: list[np.ndarray]) -> list[Image]:
     """The frames as bgr8 Images in the camera's optical frame (stamped when sent)."""
     images = []
