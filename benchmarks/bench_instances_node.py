@@ -18,14 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from benchmarks.node_bench import (
-    add_arguments,
-    add_boundary_arguments,
-    boundary_line,
-    boundary_parameters,
-    boundary_split,
-    run_benchmark,
-)
+from benchmarks import node_bench
 from refine_msgs.msg import InstanceArray
 from refine_perception.core.stats import median_ms
 from refine_perception.data.synthetic.sticks import sticks_scenes
@@ -49,23 +42,23 @@ def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
         masks = [(frame, [r.mask for r in node([frame])[0]]) for frame in frames]
     return {"backend": str(info), "torch_eager_network_ms": round(eager_ms, 1), "network_ms": round(node_ms, 1),
             "clustering_ms": round(cluster_ms, 1), "frame_ms": round(whole_ms, 1),
-            "network_speedup": round(eager_ms / node_ms, 2), **boundary_split(args, "sticks", masks)}
+            "network_speedup": round(eager_ms / node_ms, 2), **node_bench.boundary_split(args, "sticks", masks)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser, "auto: the node's default")
-    add_boundary_arguments(parser)
+    node_bench.add_arguments(parser, "auto: the node's default")
+    node_bench.add_boundary_arguments(parser)
     args = parser.parse_args()
     args.model = args.model or default_instance_model_path()
     frames = [scene.image for scene in sticks_scenes(2, 12)]
     command = ["instance_segmenter", "--ros-args", "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                "-p", "use_camera_info:=false", "-p", f"model:={args.model}",
-               *boundary_parameters(args), "-r", "image_raw:=bench/image_raw", "-r", "instances:=bench/results"]
-    run_benchmark(args, frames, command, InstanceArray, lambda: pipeline_split(args, frames), lambda pl: (
+               *node_bench.boundary_parameters(args), "-r", "image_raw:=bench/image_raw", "-r", "instances:=bench/results"]
+    node_bench.run_benchmark(args, frames, command, InstanceArray, lambda: pipeline_split(args, frames), lambda pl: (
         f"in-process  network: torch eager {pl['torch_eager_network_ms']} ms, {pl['backend']} {pl['network_ms']} ms "
         f"({pl['network_speedup']}x); clustering {pl['clustering_ms']} ms; whole frame {pl['frame_ms']} ms"
-        + boundary_line(pl)))
+        + node_bench.boundary_line(pl)))
 
 if __name__ == "__main__":
     main()

@@ -20,14 +20,7 @@ from dataclasses import replace
 import numpy as np
 from sensor_msgs.msg import Image
 
-from benchmarks.node_bench import (
-    add_arguments,
-    add_boundary_arguments,
-    boundary_line,
-    boundary_parameters,
-    boundary_split,
-    run_benchmark,
-)
+from benchmarks import node_bench
 from refine_perception.core.stats import median_ms
 from refine_perception.data.synthetic.street import render_street
 from refine_perception.models.preprocess import crop_resize, to_network
@@ -63,28 +56,28 @@ def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
             figures[f"{phase}_ms"] = round(float(np.median([p[phase] for p in phases])), 1)
         if instances:
             found = [(frame, [p.mask for p in predictor([frame])[0].instances]) for frame in frames]
-            figures.update(boundary_split(args, "street", found))
+            figures.update(node_bench.boundary_split(args, "street", found))
     return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser, "auto: the node's default")
+    node_bench.add_arguments(parser, "auto: the node's default")
     parser.add_argument("--stage", type=int, default=5, help="label map published (1 coarsest .. 5 finest)")
     parser.add_argument("--no-instances", action="store_true", help="label map only: the network stops at --stage")
-    add_boundary_arguments(parser)
+    node_bench.add_boundary_arguments(parser)
     args = parser.parse_args()
     args.model = args.model or default_street_model_path()
     frames = [render_street(np.random.SeedSequence([2, k])).image for k in range(12)]
     command = ["street_segmenter", "--ros-args", "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
                "-p", "use_camera_info:=false", "-p", f"model:={args.model}", "-p", f"stage:={args.stage}",
-               "-p", f"instances:={'false' if args.no_instances else 'true'}", *boundary_parameters(args),
+               "-p", f"instances:={'false' if args.no_instances else 'true'}", *node_bench.boundary_parameters(args),
                "-r", "image_raw:=bench/image_raw", "-r", "labels:=bench/results"]
-    run_benchmark(args, frames, command, Image, lambda: pipeline_split(args, frames), lambda pl: (
+    node_bench.run_benchmark(args, frames, command, Image, lambda: pipeline_split(args, frames), lambda pl: (
         "in-process  network: " + ", ".join(f"{k.removesuffix(' network_ms')} {v} ms" for k, v in pl.items()
                                             if k.endswith("network_ms"))
         + f" (node: {pl['backend']}); label map {pl['labels_ms']} ms, instances {pl['instances_ms']} ms, "
-        f"whole frame {pl['frame_ms']} ms" + boundary_line(pl)))
+        f"whole frame {pl['frame_ms']} ms" + node_bench.boundary_line(pl)))
 
 
 if __name__ == "__main__":
