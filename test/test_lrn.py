@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from refine_perception.models.discriminative.clustering import SIZE_SCALE_PX
 from refine_perception.models.discriminative.loss import DiscriminativeLoss, DiscriminativeSettings
 from refine_perception.models.lrn.loss import LabelRefinementLoss
 from refine_perception.models.lrn.network import STAGE_STRIDES, LabelRefinementNet
@@ -202,7 +203,10 @@ def test_predictor_clusters_planted_instances() -> None:
     assert cars[0].mask[44:76, 44:116].all() and not cars[0].mask[:, 124:].any()
     assert cars[1].mask[44:76, 124:196].all() and not cars[1].mask[:, :116].any()
     assert persons[0].mask[100:116, 224:236].all() and persons[0].mask.sum() < 30 * 25
-    assert all(0.9 < p.score <= 1.0 for p in result.instances)
+    # instance_scores: each instance's embeddings are one point, so its class probability (> 0.99) times the
+    # size factor of its pixels at the embedding's resolution (cars 10x20, the person 6x5)
+    for instance, pixels in ((cars[0], 200), (cars[1], 200), (persons[0], 30)):
+        assert instance.score == pytest.approx(1 - np.exp(-pixels / SIZE_SCALE_PX), rel=0.01)
     (only_labels,) = predictor([image], stages=[4], instances=False)
     assert len(only_labels.stage_labels) == 1 and only_labels.instances == []
     assert np.array_equal(only_labels.stage_labels[0], result.stage_labels[4])
