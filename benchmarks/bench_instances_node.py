@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks import node_bench
 from refine_msgs.msg import InstanceArray
-from refine_perception.core.stats import median_ms
+from refine_perception.core.stats import interleaved_median_ms, median_ms
 from refine_perception.data.synthetic.sticks import sticks_scenes
 from refine_perception.instances.pipeline import default_instance_model_path
 from refine_perception.instances.predict import InstancePredictor
@@ -35,8 +35,10 @@ def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
         inputs = [node.inputs([frame]) for frame in frames]
         outputs = [node.network(batch) for batch in inputs]
         turn = iter(range(10**9))
-        eager_ms = median_ms(lambda: eager.network(inputs[next(turn) % len(inputs)]), args.repeat)
-        node_ms = median_ms(lambda: node.network(inputs[next(turn) % len(inputs)]), args.repeat)
+        times = interleaved_median_ms({"eager": lambda: eager.network(inputs[next(turn) % len(inputs)]),
+                                       "node": lambda: node.network(inputs[next(turn) % len(inputs)])},
+                                      rounds=max(1, args.repeat // 3))
+        eager_ms, node_ms = times["eager"], times["node"]
         cluster_ms = median_ms(lambda: node.decoder(outputs[next(turn) % len(outputs)], node.settings), args.repeat)
         whole_ms = median_ms(lambda: node([frames[next(turn) % len(frames)]]), args.repeat)
         masks = [(frame, [r.mask for r in node([frame])[0]]) for frame in frames]

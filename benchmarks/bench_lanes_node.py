@@ -1,7 +1,7 @@
 """The lane_detector node end to end over DDS (benchmarks/node_bench.py: lock-step, 2x overload, memory)
 on 1640x590 bgr8 images of the synthetic drive, then, in this process after the node is gone, the
 per-frame time of plain PyTorch eager forward + decoding against the node's backend + decoding, on the
-same model and images, and their ratio.
+same model and images, timed in turns, and their ratio.
 
     ./dev run python -m benchmarks.bench_lanes_node [--frames 200] [--backend onnxruntime] [--precision auto] [--json]
 """
@@ -15,7 +15,7 @@ import numpy as np
 
 from benchmarks.node_bench import add_arguments, run_benchmark
 from refine_msgs.msg import LaneArray
-from refine_perception.core.stats import median_ms
+from refine_perception.core.stats import interleaved_median_ms
 from refine_perception.data.synthetic.road import road_sample
 from refine_perception.lanes.pipeline import default_model_path
 from refine_perception.models.clrnet.decode import DecodeSettings
@@ -32,8 +32,10 @@ def pipeline_ratio(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
         backend = open_model(model, RuntimeConfig(backend=args.backend, precision=args.precision, cache_dir=cache))
         fast = LanePredictor(backend, backend.input_size, settings)
         frame = iter(range(10**9))
-        eager_ms = median_ms(lambda: eager([frames[next(frame) % len(frames)]]), args.repeat)
-        fast_ms = median_ms(lambda: fast([frames[next(frame) % len(frames)]]), args.repeat)
+        times = interleaved_median_ms({"eager": lambda: eager([frames[next(frame) % len(frames)]]),
+                                       "fast": lambda: fast([frames[next(frame) % len(frames)]])},
+                                      rounds=max(1, args.repeat // 3))
+        eager_ms, fast_ms = times["eager"], times["fast"]
     return {"torch_eager_ms": round(eager_ms, 1), f"{backend.info.name}_ms": round(fast_ms, 1),
             "backend": str(backend.info),
             "speedup": round(eager_ms / fast_ms, 2)}

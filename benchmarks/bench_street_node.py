@@ -21,7 +21,7 @@ import numpy as np
 from sensor_msgs.msg import Image
 
 from benchmarks import node_bench
-from refine_perception.core.stats import median_ms
+from refine_perception.core.stats import interleaved_median_ms, median_ms
 from refine_perception.data.synthetic.street import render_street
 from refine_perception.models.preprocess import crop_resize, to_network
 from refine_perception.runtime import RuntimeConfig
@@ -38,11 +38,13 @@ def pipeline_split(args: argparse.Namespace, frames: list[np.ndarray]) -> dict[s
                     "onnxruntime fp32": RuntimeConfig("onnxruntime", "cpu", "fp32", cache_dir=cache),
                     "onnxruntime int8": RuntimeConfig("onnxruntime", "cpu", "int8", cache_dir=cache),
                     "node": replace(RuntimeConfig.of_node(args.backend, "cpu", args.precision, 0), cache_dir=cache)}
+        runs = {}
         for name, config in runtimes.items():
             predictor, info = StreetPredictor.from_file(args.model, config, stages=stages, instances=instances)
             batches = [to_network(crop_resize(frame, 0, predictor.input_size)) for frame in frames]
-            figures[f"{name} network_ms"] = round(median_ms(lambda: predictor.run(batches[next(turn) % len(batches)]),
-                                                            args.repeat), 1)
+            runs[f"{name} network_ms"] = lambda predictor=predictor: predictor.run(batches[next(turn) % len(batches)])
+        figures.update({key: round(ms, 1) for key, ms in
+                        interleaved_median_ms(runs, rounds=max(1, args.repeat // 3)).items()})
         figures["backend"] = str(info)  # the last one opened: the node's
         phases: list[dict[str, float]] = []
 

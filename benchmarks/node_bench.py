@@ -7,6 +7,10 @@ Phases, in one run so the figures compare:
   2. overload: images at twice the lock-step rate for `overload_s` seconds: FPS sustained, latency
      (bounded: input depth 1, stale frames dropped and counted by the node), drops, and the node's
      resident memory before and after (plus `memory_frames` more frames).
+
+The lock-step latency is split in two with the node's own figure from /diagnostics (receipt of the image to
+its results published): the rest is the way there and back (serialising, DDS, deserialising, waking the
+node's worker).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -57,6 +62,8 @@ class Probe:
         self.node = rclpy.create_node("bench_node_probe")
         self.pub = self.node.create_publisher(Image, "bench/image_raw", RELIABLE)
         self.node.create_subscription(result_type, "bench/results", self._on_result, RELIABLE)
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
+        self.node_latency: tuple[float, dict[str, str]] | None = None  # (receipt time, the node's latency values)
         self.images = images
         self.sent = 0
         self.latencies: list[tuple[float, float]] = []  # (receipt time, latency)
@@ -70,6 +77,22 @@ class Probe:
             self.latencies.append((now, now - stamp))
             self.returned.add((msg.header.stamp.sec, msg.header.stamp.nanosec))
             self.arrived.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            values = {kv.key: kv.value for kv in status.values}
+            if "latency_p50_ms" in values:
+                with self.arrived:
+                    self.node_latency = (time.time(), values)
+                    self.arrived.notify_all()
+
+    def node_latency_since(self, since: float, timeout: float) -> dict[str, float]:
+        """The node's own latency percentiles (ms) from its first /diagnostics after `since` (wall time)."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: self.node_latency is not None and self.node_latency[0] > since, timeout):
+                return {}
+            values = self.node_latency[1]  # type: ignore[index]
+        return {key: round(float(values[f"latency_{key}_ms"]), 1) for key in ("p50", "p95", "max")}
 
     def send(self) -> tuple[int, int]:
         msg = self.images[self.sent % len(self.images)]
@@ -121,7 +144,8 @@ def node_phases(command: list[str], images: list[Image], result_type: type, fram
                 log.seek(0)
                 raise RuntimeError(f"no result came back; the node said: {log.read()[-3000:]}")
             lock_step = {"fps": round((frames - lost) / lock_step_s, 2), "lost": lost,
-                         "latency_ms": percentiles([latency for _, latency in probe.latencies])}
+                         "latency_ms": percentiles([latency for _, latency in probe.latencies]),
+                         "in_node_latency_ms": probe.node_latency_since(time.time(), 5.0)}
 
             rate = 2.0 * lock_step["fps"]
             probe.latencies.clear()
@@ -223,6 +247,10 @@ def _print_node_figures(figures: dict[str, Any]) -> None:
     print(f"model {figures['model']}, backend {figures['pipeline']['backend']}")
     print(f"lock-step   {ls['fps']:6.2f} FPS   latency p50 {ls['latency_ms']['p50']} ms  p95 {ls['latency_ms']['p95']} ms  "
           f"max {ls['latency_ms']['max']} ms")
+    if ls["in_node_latency_ms"]:
+        inside = ls["in_node_latency_ms"]
+        print(f"            in the node (image received -> results published) p50 {inside['p50']} ms  p95 {inside['p95']} ms;"
+              f" there and back p50 {ls['latency_ms']['p50'] - inside['p50']:.1f} ms")
     print(f"overload    camera {ov['camera_hz']} Hz -> {ov['fps_sustained']} FPS sustained, {ov['dropped']} of "
           f"{ov['published']} dropped, latency p50 {ov['latency_ms']['p50']} ms  p95 {ov['latency_ms']['p95']} ms  "
           f"max {ov['latency_ms']['max']} ms; node RSS {ov['rss_mb']['before']} -> {ov['rss_mb']['after']} MB "

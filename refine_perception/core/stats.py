@@ -102,6 +102,26 @@ class FrameCounters:
         return out
 
 
+def interleaved_median_ms(runs: dict[str, Callable[[], object]], rounds: int = 4, per_turn: int = 3,
+                          warmup: int = 3) -> dict[str, float]:
+    """Median ms of each of `runs`, timed in turns, so a load that comes and goes on the machine weighs on
+    every candidate alike instead of on whichever ran at the time (shared machines swing by 1.5x within
+    minutes). Each turn starts with an untimed call: the previous candidate's threads may still be spinning
+    (onnxruntime's pool spins a while after a run)."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    times: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(rounds):
+        for key, run in runs.items():
+            run()
+            for _ in range(per_turn):
+                start = time.perf_counter()
+                run()
+                times[key].append(time.perf_counter() - start)
+    return {key: float(np.median(values) * 1000.0) for key, values in times.items()}
+
+
 def median_ms(run: Callable[[], object], runs: int = 10, warmup: int = 3) -> float:
     """Median wall time of `run()` in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):

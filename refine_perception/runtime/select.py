@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import platform
-import time
 import warnings
-from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from refine_perception.core.cpu import describe as describe_cpu
+from refine_perception.core.stats import interleaved_median_ms
 from refine_perception.models.model_file import ModelFileError
 from refine_perception.runtime import onnxruntime_backend, openvino_backend, tensorrt_backend
 from refine_perception.runtime.cache import cache_dir, locked, write_atomically
@@ -37,9 +35,6 @@ from refine_perception.runtime.tensorrt_backend import TensorRTNetwork
 from refine_perception.runtime.torch_backend import TorchNetwork, cpu_has_bf16
 
 SELECTION_FILE = "backend-selection.json"
-WARMUP_RUNS = 3
-ROUNDS = 4
-RUNS_PER_TURN = 3
 DEFAULT = RuntimeConfig()
 
 
@@ -141,25 +136,6 @@ def open_backend(model: LoadedModel, backend: str, precision: str, config: Runti
         onnx_path = onnx_file(model, folder)[0]
     network_class = OnnxRuntimeNetwork if backend == "onnxruntime" else OpenVinoNetwork
     return network_class(model, onnx_path, precision, device, config.threads, folder)
-
-
-def interleaved_median_ms(runs: dict[str, Callable[[], object]], rounds: int = ROUNDS, per_turn: int = RUNS_PER_TURN,
-                          warmup: int = WARMUP_RUNS) -> dict[str, float]:
-    """Median ms of each of `runs`, timed in turns, so a load that comes and goes on the machine weighs on
-    every candidate alike instead of on whichever ran at the time. Each turn starts with an untimed call:
-    the previous candidate's threads may still be spinning (onnxruntime's pool spins a while after a run)."""
-    for run in runs.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {key: [] for key in runs}
-    for _ in range(rounds):
-        for key, run in runs.items():
-            run()
-            for _ in range(per_turn):
-                start = time.perf_counter()
-                run()
-                times[key].append(time.perf_counter() - start)
-    return {key: float(np.median(values) * 1000.0) for key, values in times.items()}
 
 
 def machine() -> str:
