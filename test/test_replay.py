@@ -163,3 +163,12 @@ def test_a_malformed_raw_image_is_listed_and_scored_as_a_frame_without_output(tm
         return image
 
     assert_bad_frame_scored_as_missing(bag, 2, truncate, tmp_path)
+
+
+@pytest.mark.parametrize("task", ["lanes", "instances", "street"])
+def test_backend_override_reaches_every_node(tmp_path, task):
+    """--backend sets the network backend of whichever node the bag needs, openvino included."""
+    from refine_perception.cli.replay import _TASKS, node_params
+
+    assert node_params(_TASKS[task], tmp_path, None, "openvino")["backend"] == "openvino"
+    assert node_params(_TASKS[task], tmp_path, None, None)["backend"] == "auto"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from refine_perception.cli import CliError
+from refine_perception.runtime.config import BACKENDS
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results-topic", help="output topic in --results (default /lanes, /instances or /labels)")
     p.add_argument("--params", type=Path, help="the node's params file (default: config/lanes.yaml plus the bag's "
                    "lane_detector.yaml, if it has one; config/instances.yaml; config/street_segmenter.yaml)")
-    p.add_argument("--backend", choices=("auto", "torch", "onnxruntime", "tensorrt"),
-                   help="lanes: override the params file")
+    p.add_argument("--backend", choices=BACKENDS, help="the network's backend (default: the params file's)")
     p.add_argument("--image-topic", help="the bag's camera topic (default: its only image topic)")
     p.add_argument("--camera-info-topic", help="the bag's CameraInfo topic (default: its only one)")
     p.add_argument("--cut-ratio", type=float, default=270 / 590,
@@ -84,7 +84,7 @@ def node_params(task: _Task, bag: Path, params: Path | None, backend: str | None
     folder = bag if bag.is_dir() else bag.parent
     if params is None and task.node == "lane_detector" and (folder / DETECTOR_PARAMS).is_file():
         values.update(load(folder / DETECTOR_PARAMS))
-    if backend and task.node == "lane_detector":
+    if backend:
         values["backend"] = backend
     return values
 
