@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -64,6 +64,7 @@ class Probe:
         self.node.create_subscription(result_type, "bench/results", self._on_result, RELIABLE)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.node_latency: tuple[float, dict[str, str]] | None = None  # (receipt time, the node's latency values)
+        self.node_error = ""  # the node's /diagnostics message while its status is ERROR (no model, ...)
         self.images = images
         self.sent = 0
         self.latencies: list[tuple[float, float]] = []  # (receipt time, latency)
@@ -80,6 +81,10 @@ class Probe:
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:
+            if status.level == DiagnosticStatus.ERROR:
+                with self.arrived:
+                    self.node_error = status.message
+                    self.arrived.notify_all()
             values = {kv.key: kv.value for kv in status.values}
             if "latency_p50_ms" in values:
                 with self.arrived:
@@ -107,6 +112,15 @@ class Probe:
         with self.arrived:
             return self.arrived.wait_for(lambda: stamp in self.returned, timeout)
 
+    def wait_for_first(self, stamp: tuple[int, int], timeout: float) -> str:
+        """Wait for the first result; what went wrong when none comes (the node's ERROR status, or the
+        timeout), "" when it came."""
+        with self.arrived:
+            self.arrived.wait_for(lambda: stamp in self.returned or bool(self.node_error), timeout)
+            if stamp in self.returned:
+                return ""
+            return self.node_error or f"no result within {timeout:g} s"
+
 
 def node_phases(command: list[str], images: list[Image], result_type: type, frames: int, overload_s: float,
                 memory_frames: int) -> dict[str, object]:
@@ -129,7 +143,11 @@ def node_phases(command: list[str], images: list[Image], result_type: type, fram
                     log.seek(0)
                     raise RuntimeError(f"{command[0]} did not come up: {log.read()[-2000:]}")
                 time.sleep(0.1)
-            for _ in range(5):  # warm-up: first inferences allocate
+            problem = probe.wait_for_first(probe.send(), 60)
+            if problem:  # a node without a model keeps running (and says why): no figures to take
+                log.seek(0)
+                raise RuntimeError(f"{command[0]} gave no result: {problem}; its log: {log.read()[-2000:]}")
+            for _ in range(4):  # warm-up: first inferences allocate
                 probe.wait_for(probe.send(), 60)
             probe.latencies.clear()
             probe.sent = 0
