@@ -36,6 +36,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from refine_perception.core.cpu import describe
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.ros.image_messages import numpy_to_image
 from refine_perception.runtime import BACKENDS, PRECISIONS
 
@@ -209,7 +210,8 @@ def add_boundary_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--refine-boundaries", action="store_true", help="with boundary patch refinement")
     parser.add_argument("--boundary-model", type=Path, default=None,
                         help="refiner weights (default: the task's shipped refiner)")
-    parser.add_argument("--boundary-nms", type=float, default=0.55, help="patch proposal NMS (default 0.55)")
+    parser.add_argument("--boundary-nms", type=float, default=INFERENCE_NMS,
+                        help=f"patch proposal NMS (default {INFERENCE_NMS}, the nodes')")
 
 
 def boundary_parameters(args: argparse.Namespace) -> list[str]:

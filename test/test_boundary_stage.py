@@ -21,6 +21,7 @@ from refine_perception.data.synthetic.street import render_street
 from refine_perception.instances.pipeline import InstancePipeline, InstanceSettings, open_instance_predictor
 from refine_perception.models.bpr.network import BoundaryRefiner
 from refine_perception.models.bpr.patches import propose_patches
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.models.bpr.weights import save_bpr
 from refine_perception.runtime import RuntimeConfig
 from refine_perception.segmentation.pipeline import StreetPipeline, StreetSettings, open_street_predictor
@@ -71,7 +72,7 @@ def test_the_street_pipeline_refines_every_instance(everywhere: Path, tmp_path: 
     frame = StreetPipeline(predictor, StreetSettings(refine_boundaries=True), stage)(image)
     assert [r.score for r in frame.results] == [r.score for r in plain.results]
     for before, after in zip(plain.results, frame.results):
-        assert np.array_equal(after.mask, grown(before.mask, 0.55))
+        assert np.array_equal(after.mask, grown(before.mask, INFERENCE_NMS))
     assert "boundaries" in frame.timings_ms
 
 

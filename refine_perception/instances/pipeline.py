@@ -25,6 +25,7 @@ from refine_perception.core.settings import FromParams
 from refine_perception.instances.grasps import GraspSettings, add_grasps
 from refine_perception.instances.predict import InstancePredictor, oriented_box
 from refine_perception.instances.result import InstanceResult
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.runtime import RuntimeConfig
 from refine_perception.share import INSTANCE_MODEL, shipped_model
 
@@ -46,7 +47,7 @@ class InstanceSettings(FromParams):
     grasp_margin_m: float = 0.01
     max_image_pixels: int = MAX_IMAGE_PIXELS
     refine_boundaries: bool = False
-    boundary_nms: float = 0.55
+    boundary_nms: float = INFERENCE_NMS
 
 
 def open_instance_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",

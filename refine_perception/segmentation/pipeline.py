@@ -18,6 +18,7 @@ from refine_perception.boundaries.stage import BoundaryStage
 from refine_perception.core.image_codec import MAX_IMAGE_PIXELS
 from refine_perception.core.settings import FromParams
 from refine_perception.instances.result import InstanceResult
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.models.lrn.network import STAGE_STRIDES
 from refine_perception.runtime import RuntimeConfig
 from refine_perception.segmentation.predict import StreetPredictor
@@ -42,7 +43,7 @@ class StreetSettings(FromParams):
     track_max_missed: int = 5
     max_image_pixels: int = MAX_IMAGE_PIXELS
     refine_boundaries: bool = False
-    boundary_nms: float = 0.55
+    boundary_nms: float = INFERENCE_NMS
 
 
 def open_street_predictor(model: str, backend: str = "auto", device: str = "", precision: str = "auto",

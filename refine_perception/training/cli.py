@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from refine_perception.models.backbones.pretrained import PretrainedWeightsError
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.models.clrnet.weights import ModelFileError
 from refine_perception.training.checkpoint import CheckpointError
 from refine_perception.training.config import (
@@ -191,8 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         scenes.add_argument("--workers", type=int, default=2, help="rendering processes (default 2)")
         scenes.add_argument("--boundary-model", type=Path, help="also score the instances refined by this boundary "
                             "patch refiner (refine-train bpr), on the same frames")
-        scenes.add_argument("--boundary-nms", type=float, default=0.55,
-                            help="patch proposal NMS of the refinement (default 0.55, the node's)")
+        scenes.add_argument("--boundary-nms", type=float, default=INFERENCE_NMS,
+                            help=f"patch proposal NMS of the refinement (default {INFERENCE_NMS}, the nodes')")
         scenes.add_argument("--figure", type=Path, help="with --boundary-model: write a JPEG of unrefined against "
                             "refined masks (zoomed where the refinement changed most) on the first frames it changed")
         add_runtime_arguments(scenes)

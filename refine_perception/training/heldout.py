@@ -21,6 +21,7 @@ from refine_perception.data.formats.tusimple import H_SAMPLES, TuSimpleRecord
 from refine_perception.data.synthetic.parallel import ordered_map
 from refine_perception.metrics.table import format_table
 from refine_perception.metrics.tusimple import tusimple_eval_with_lanes
+from refine_perception.models.bpr.refine import INFERENCE_NMS
 from refine_perception.models.clrnet.decode import DecodeSettings, sample_lane
 from refine_perception.models.clrnet.predict import LanePredictor
 from refine_perception.runtime import RuntimeConfig, open_network
@@ -226,7 +227,7 @@ def evaluate_instances_heldout(weights: str | Path, num: int = 200, seed: int = 
                                height: int = 480, workers: int = 2, batch_size: int = 8,
                                progress: bool = True, runtime: tuple[str, str] = ("torch", "fp32"),
                                int8_weight_bits: int = 0, boundary_model: str | Path | None = None,
-                               boundary_nms: float = 0.55, figure: str | Path | None = None) -> dict[str, Any]:
+                               boundary_nms: float = INFERENCE_NMS, figure: str | Path | None = None) -> dict[str, Any]:
     """Score instance weights (either formulation) on `num` rendered stick scenes of a seed no training config uses, as the
     instance segmenter sees them (camera images of `width` x `height`, the depth image, the scene's K):
     mask AP, boundary F, mIoU and grasp success against the scenes' exact ground truth, over all scenes and
@@ -297,7 +298,7 @@ def _render_street(job: tuple[int, int, int, int]) -> tuple[Any, Any]:
 def evaluate_street_heldout(weights: str | Path, num: int = 500, seed: int = 2, width: int = 1024, height: int = 512,
                             workers: int = 2, batch_size: int = 4, progress: bool = True,
                             runtime: tuple[str, str] = ("torch", "fp32"), int8_weight_bits: int = 0,
-                            boundary_model: str | Path | None = None, boundary_nms: float = 0.55,
+                            boundary_model: str | Path | None = None, boundary_nms: float = INFERENCE_NMS,
                             figure: str | Path | None = None) -> dict[str, Any]:
     """Score label refinement weights on `num` rendered street scenes of a seed no training config uses, at
     the generator's size `width` x `height`: mIoU and boundary F (3 px) of every stage, IoU per class at the
